@@ -1,0 +1,75 @@
+"""Face detection (YuNet) and the choice of the face to analyse."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from ..errors import NoFaceError
+from . import models
+from .types import Detection
+
+# YuNet is run on a copy whose longest side is at most this; faces in larger photos are still
+# hundreds of pixels wide at this scale, and detection cost grows with the pixel count.
+DETECT_MAX_SIDE = 1024
+MIN_IMAGE_SIDE = 16
+# Tightly cropped faces (aligned datasets such as UTKFace) touch the borders, where YuNet's anchors
+# miss them; a second pass on a padded copy finds them.
+RETRY_PAD = 0.25
+
+
+def detect_faces(rgb: np.ndarray, *, item: str = "image") -> list[Detection]:
+    """All faces YuNet finds, in original-image coordinates, best-scored first."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise NoFaceError(f"image is only {w}x{h} pixels, too small to hold a face", item=item,
+                          hint="use a photo where the face is at least 40 pixels wide")
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    found = _run(bgr)
+    if not found:
+        pad = int(round(RETRY_PAD * max(h, w)))
+        padded = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        found = [_shift(d, -pad, -pad) for d in _run(padded)]
+    return sorted(found, key=lambda d: -d.score)
+
+
+def _run(bgr: np.ndarray) -> list[Detection]:
+    h, w = bgr.shape[:2]
+    scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+    small = bgr if scale == 1.0 else cv2.resize(bgr, (round(w * scale), round(h * scale)),
+                                                interpolation=cv2.INTER_AREA)
+    det = models.yunet()
+    det.setInputSize((small.shape[1], small.shape[0]))
+    _, faces = det.detect(small)
+    if faces is None:
+        return []
+    out = []
+    for f in faces:  # f: (15,) = box(4), 5 landmarks (10), score
+        f = f.astype(np.float64) / np.array([scale] * 14 + [1.0])
+        pts = tuple((float(f[4 + 2 * i]), float(f[5 + 2 * i])) for i in range(5))
+        out.append(Detection(box=tuple(float(v) for v in f[:4]), score=float(f[14]), landmarks5=pts))
+    return out
+
+
+def _shift(d: Detection, dx: float, dy: float) -> Detection:
+    x, y, bw, bh = d.box
+    return Detection((x + dx, y + dy, bw, bh), d.score,
+                     tuple((px + dx, py + dy) for px, py in d.landmarks5))
+
+
+def choose_face(faces: list[Detection], image_size: tuple[int, int]) -> Detection:
+    """The face a user means: large and near the centre.
+
+    Background faces in press photos are smaller and off-centre; weighting area by closeness to the
+    centre picks the subject even when a bystander's face is slightly larger but at the edge.
+    """
+    w, h = image_size
+    cx, cy, half_diag = w / 2, h / 2, math.hypot(w, h) / 2
+
+    def weight(d: Detection) -> float:
+        x, y, bw, bh = d.box
+        dist = math.hypot(x + bw / 2 - cx, y + bh / 2 - cy) / half_diag
+        return bw * bh * (1.0 - 0.5 * dist)
+
+    return max(faces, key=weight)

@@ -1,0 +1,32 @@
+"""Identity embeddings from two independent models: SFace (OpenCV Zoo) and dlib's ResNet."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import models
+from .types import Detection
+
+IDENTITY_MODELS = ("sface", "dlib")
+
+
+def _unit(v: np.ndarray) -> tuple[float, ...]:
+    v = np.asarray(v, dtype=np.float64).reshape(-1)
+    return tuple(float(x) for x in v / max(float(np.linalg.norm(v)), 1e-12))
+
+
+def sface_embedding(rgb: np.ndarray, det: Detection) -> tuple[float, ...]:
+    """SFace on its own 112x112 similarity-aligned crop (from YuNet's 5 landmarks)."""
+    row = np.array([*det.box, *(c for p in det.landmarks5 for c in p), det.score], dtype=np.float32)
+    rec = models.sface()
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    aligned = rec.alignCrop(bgr, row[None, :])
+    return _unit(rec.feature(aligned))
+
+
+def dlib_embedding(rgb: np.ndarray, shape5) -> tuple[float, ...]:
+    """dlib ResNet on its 150x150 chip aligned from the 5-point shape, as face_recognition does."""
+    return _unit(np.asarray(models.dlib_resnet().compute_face_descriptor(rgb, shape5, 1)))
+
+
+def cosine(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    return float(np.dot(np.asarray(a), np.asarray(b)))
