@@ -13,13 +13,13 @@ The probability that a pair shows one person is Platt scaling of the fused score
 """
 from __future__ import annotations
 
-W_SFACE = 0.3599
-W_DLIB = 0.6401
-THRESHOLD = 0.5313
-PLATT_A = 28.6419
-PLATT_B = 0.0525
+W_SFACE = 0.2273
+W_DLIB = 0.7727
+THRESHOLD = 0.7734
+PLATT_A = 77.1929
+PLATT_B = 0.3905
 
 # Per-model thresholds (each alone, maximum accuracy on view1_train): used when a user asks for a
 # single model's verdict and shown beside the fused score in explanations.
-THRESHOLD_SFACE = 0.3569
-THRESHOLD_DLIB = 0.6166
+THRESHOLD_SFACE = 0.3258
+THRESHOLD_DLIB = 0.9050

@@ -43,6 +43,7 @@ class Comparison:
     differences: Differences
     a: FaceAnalysis
     b: FaceAnalysis
+    explanation: Any = None     # facelm.explain.PairExplanation, set by facelm.compare
 
     @property
     def confidence(self) -> float:
@@ -59,6 +60,7 @@ class Comparison:
             "probability": self.probability, "confidence": self.confidence,
             "scores": self.scores, "model_verdicts": self.model_verdicts,
             "differences": dataclasses.asdict(self.differences),
+            "explanation": None if self.explanation is None else self.explanation.to_dict(),
             "a": self.a.to_dict(embeddings=embeddings), "b": self.b.to_dict(embeddings=embeddings),
         }
         return _round(out)

@@ -14,6 +14,7 @@ _MEANS = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
 _AGE_SIZE, _GENDER_SIZE = 64, 32
 _AGE_BINS = np.array([0.25] + list(range(1, 81)), dtype=np.float64)
 _GENDERS = ("female", "male")
+_MIN_HALF_RANGE = 3.0
 # FER crops a square around the face with a small margin, 64x64 grey, scaled to [-1, 1].
 _EXPR_MARGIN = 0.1
 
@@ -38,6 +39,10 @@ def age_gender(rgb: np.ndarray, shape5) -> tuple[float, tuple[float, float], str
     cdf = np.cumsum(probs)
     lo = float(_AGE_BINS[min(np.searchsorted(cdf, 0.1), len(cdf) - 1)])
     hi = float(_AGE_BINS[min(np.searchsorted(cdf, 0.9), len(cdf) - 1)])
+    # The network's distribution is often over-confident (one bin holding 90%), while its error on
+    # real photos is several years: keep the expectation inside the range and the range >= 6 years.
+    lo, hi = min(lo, age - _MIN_HALF_RANGE), max(hi, age + _MIN_HALF_RANGE)
+    lo, hi = max(0.0, lo), min(80.0, hi)
     g = _run_onnx("gender", _chip(rgb, shape5, _GENDER_SIZE))
     i = int(np.argmax(g))
     return age, (lo, hi), _GENDERS[i], float(g[i] / g.sum())

@@ -36,7 +36,14 @@ def camera_matrix(image_size: tuple[int, int]) -> np.ndarray:
 def head_pose(pts: tuple[Point, ...], image_size: tuple[int, int]) -> Pose:
     img_pts = np.asarray(pts, dtype=np.float64)[_IDX]
     cam = camera_matrix(image_size)
-    ok, rvec, tvec = cv2.solvePnP(_MODEL, img_pts, cam, None, flags=cv2.SOLVEPNP_ITERATIVE)
+    # Start from a frontal face at the distance its size implies: without a guess the iterative
+    # solver sometimes lands on the mirror solution (a face turned away, roll near 180 degrees).
+    eye_px = float(np.linalg.norm(img_pts[3] - img_pts[2]))
+    z0 = cam[0, 0] * (_MODEL[3, 0] - _MODEL[2, 0]) / max(eye_px, 1e-6)
+    centre = (img_pts[0] - cam[:2, 2]) * z0 / cam[0, 0]
+    rvec0, tvec0 = np.zeros((3, 1)), np.array([[centre[0]], [centre[1]], [z0]])
+    ok, rvec, tvec = cv2.solvePnP(_MODEL, img_pts, cam, None, rvec0, tvec0, useExtrinsicGuess=True,
+                                  flags=cv2.SOLVEPNP_ITERATIVE)
     if not ok:
         return Pose(0.0, 0.0, roll_from_eyes(pts))
     rot, _ = cv2.Rodrigues(rvec)

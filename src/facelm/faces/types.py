@@ -44,7 +44,7 @@ class Quality:
 @dataclass(frozen=True)
 class Attributes:
     age: float                         # expected age in years (model range 0-80)
-    age_range: tuple[float, float]     # 10th-90th percentile of the model's age distribution
+    age_range: tuple[float, float]     # 10th-90th percentile of the model's distribution, >= +-3 years
     gender: str                        # "female" | "male"
     gender_confidence: float           # probability of the stated gender
     expression: str                    # most probable of EXPRESSIONS

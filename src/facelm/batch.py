@@ -1,0 +1,178 @@
+"""Batch verification of a pairs CSV: parallel, each photo analysed once, resumable, ordered output.
+
+Output is JSONL, one record per input row in input order, each with `index` (the 0-based data row).
+Records are appended and fsync'd in small batches; a killed run leaves at most one partial last line,
+which the next run with the same --out removes before it continues after the last finished pair.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import FaceLMError, InputFormatError
+
+REQUIRED = ("file_a", "file_b")
+# Keys of a result record; carried-through CSV columns with these names become input_<name>, in
+# every record alike (a ground-truth `same` column must not be confused with the verdict).
+RESULT_KEYS = frozenset({"index", "error", "same", "score", "threshold", "probability", "confidence",
+                         "scores", "model_verdicts", "differences", "explanation", "a", "b"})
+FSYNC_EVERY = 32
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    pairs: Path
+    out: Path
+    root: Path | None = None
+    workers: int = 2
+    fast: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    total: int
+    skipped: int      # already in --out from an earlier run
+    done: int         # written by this run
+    failed: int       # of those, records with `error`
+
+
+def read_pairs_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputFormatError(
+                    f"missing column(s) {', '.join(missing)}; found {reader.fieldnames or 'no header'}",
+                    item=str(path), hint="the CSV needs a header with file_a,file_b (other columns are kept)")
+            return list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputFormatError(f"cannot read the CSV ({exc})", item=str(path)) from exc
+
+
+def finished_indices(out: Path) -> set[int]:
+    """Indices already written; drops a partial last line left by a killed run."""
+    if not out.exists():
+        return set()
+    raw = out.read_bytes()
+    keep = raw[: raw.rfind(b"\n") + 1]
+    if len(keep) != len(raw):
+        with open(out, "r+b") as f:
+            f.truncate(len(keep))
+    done = set()
+    for n, line in enumerate(keep.decode("utf-8").splitlines(), 1):
+        try:
+            done.add(int(json.loads(line)["index"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputFormatError(f"line {n} is not a facelm result ({exc})", item=str(out),
+                                   hint="use a new --out file, or remove that line") from exc
+    return done
+
+
+def _resolve(value: str, root: Path | None) -> str:
+    p = Path(value)
+    return str(p if p.is_absolute() or root is None else root / p)
+
+
+def _analyse_one(args: tuple[str, bool]) -> tuple[str, Any]:
+    from .faces.analysis import analyze
+    path, fast = args
+    try:
+        return path, analyze(path, fast=fast)
+    except FaceLMError as exc:
+        return path, exc
+    except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
+        return path, FaceLMError(f"unexpected error: {type(exc).__name__}: {exc}", item=path)
+
+
+def _record(i: int, row: dict[str, str], results: dict[str, Any], cfg: BatchConfig) -> dict:
+    from .api import compare
+    rec: dict[str, Any] = {"index": i}
+    paths = [_resolve(row.get(c) or "", cfg.root) for c in REQUIRED]
+    errors = [str(results[p]) for p in paths if isinstance(results.get(p), Exception)]
+    if not all(row.get(c) for c in REQUIRED):
+        errors = [f"row {i + 2}: empty file_a or file_b"]
+    if errors:
+        rec["error"] = "; ".join(errors)
+    else:
+        rec.update(compare(results[paths[0]], results[paths[1]], seed=cfg.seed).to_dict())
+    for k, v in row.items():
+        rec["input_" + k if k in RESULT_KEYS else k] = v
+    return rec
+
+
+def run(cfg: BatchConfig, progress: bool = True) -> BatchSummary:
+    rows = read_pairs_csv(cfg.pairs)
+    done = finished_indices(cfg.out)
+    todo = [i for i in range(len(rows)) if i not in done]
+    uses: dict[str, int] = {}
+    for i in todo:
+        for c in REQUIRED:
+            if rows[i].get(c):
+                p = _resolve(rows[i][c], cfg.root)
+                uses[p] = uses.get(p, 0) + 1
+    written = failed = 0
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(cfg.out, "a", encoding="utf-8") as out, _progress(len(todo), progress) as bar:
+        for rec in _ordered_records(rows, todo, uses, cfg):
+            out.write(json.dumps(rec) + "\n")
+            written += 1
+            failed += "error" in rec
+            bar.update(1)
+            if written % FSYNC_EVERY == 0:
+                out.flush()
+                os.fsync(out.fileno())
+        out.flush()
+        os.fsync(out.fileno())
+    return BatchSummary(total=len(rows), skipped=len(done), done=written, failed=failed)
+
+
+def _ordered_records(rows: list[dict], todo: list[int], uses: dict[str, int],
+                     cfg: BatchConfig) -> Iterator[dict]:
+    """Analyse each photo once (in order of first use) and yield pair records in input order."""
+    results: dict[str, Any] = {}
+    nxt = 0
+    jobs = [(p, cfg.fast) for p in uses]
+    with _pool(cfg.workers) as pool:
+        mapper = pool.map(_analyse_one, jobs, chunksize=4) if pool else map(_analyse_one, jobs)
+        for path, res in mapper:
+            results[path] = res
+            while nxt < len(todo) and _ready(rows[todo[nxt]], results, cfg.root):
+                i = todo[nxt]
+                yield _record(i, rows[i], results, cfg)
+                for c in REQUIRED:  # free analyses no later pair needs
+                    p = _resolve(rows[i].get(c) or "", cfg.root)
+                    uses[p] = uses.get(p, 1) - 1
+                    if uses[p] <= 0:
+                        results.pop(p, None)
+                nxt += 1
+    while nxt < len(todo):  # rows with empty paths only
+        yield _record(todo[nxt], rows[todo[nxt]], results, cfg)
+        nxt += 1
+
+
+def _ready(row: dict, results: dict, root: Path | None) -> bool:
+    return all(not row.get(c) or _resolve(row[c], root) in results for c in REQUIRED)
+
+
+class _NoPool:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _pool(workers: int) -> Any:
+    return ProcessPoolExecutor(workers) if workers > 1 else _NoPool()
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+    return tqdm(total=total, unit="pair", desc="verifying", disable=not enabled)

@@ -1,0 +1,143 @@
+"""The `facelm` command line: verify, describe, analyze, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import FaceLMError
+
+
+def _add_verify(sub: Any) -> None:
+    p = sub.add_parser("verify", help="are two photos the same person? with explanations",
+                       description="Verify one pair (A B) or a CSV of pairs (--pairs).")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="two photos")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--tier", choices=("concise", "detailed", "both"), default="both")
+    p.add_argument("--fast", action="store_true", help="identity only: no age/gender/expression")
+    p.add_argument("--threshold", type=float, help="override the calibrated threshold")
+    p.add_argument("--seed", type=int, default=0, help="phrasing seed for the explanations")
+    p.add_argument("--pairs", type=Path, help="CSV with file_a,file_b columns (others are kept)")
+    p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to")
+    p.add_argument("--out", type=Path, help="JSONL results (re-running resumes)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+
+
+def _add_describe(sub: Any) -> None:
+    from .explain import ASPECTS
+    p = sub.add_parser("describe", help="answer questions about one face, aspect by aspect")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--aspect", choices=ASPECTS, help="one aspect (default: all eight)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_analyze(sub: Any) -> None:
+    p = sub.add_parser("analyze", help="print the measured analysis of one face as JSON")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--fast", action="store_true")
+    p.add_argument("--embeddings", action="store_true", help="include the identity embeddings")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    parser = argparse.ArgumentParser(prog="facelm", description="Face understanding, offline.")
+    parser.add_argument("--version", action="version", version=f"facelm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_verify(sub)
+    _add_describe(sub)
+    _add_analyze(sub)
+    sub.add_parser("demo", help="verify a bundled pair and describe a face (no files needed)")
+    return parser
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.pairs is not None:
+        return _verify_batch(args)
+    if len(args.images) != 2:
+        raise SystemExit("facelm verify: give two images (A B), or --pairs CSV --out JSONL")
+    from .api import compare
+    cmp = compare(args.images[0], args.images[1], fast=args.fast, threshold=args.threshold,
+                  seed=args.seed)
+    if args.json:
+        print(json.dumps(cmp.to_dict()))
+    else:
+        print(format_comparison(cmp, args.tier))
+    return 0
+
+
+def _verify_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchConfig, run
+    if args.out is None:
+        raise SystemExit("facelm verify --pairs: --out RESULTS.jsonl is required")
+    s = run(BatchConfig(pairs=args.pairs, out=args.out, root=args.root, workers=args.workers,
+                        fast=args.fast, seed=args.seed))
+    print(f"{s.done} pairs written to {args.out} ({s.failed} failed, see their 'error'); "
+          f"{s.skipped} already done earlier; {s.total} in {args.pairs}", file=sys.stderr)
+    return 0
+
+
+def format_comparison(cmp: Any, tier: str = "both") -> str:
+    verdict = "SAME PERSON" if cmp.same else "DIFFERENT PEOPLE"
+    lines = [f"{verdict}  score {cmp.score:.3f} (threshold {cmp.threshold:.3f}, "
+             f"P(same) {cmp.probability:.2f}; SFace {cmp.scores['sface']:.3f}, "
+             f"dlib {cmp.scores['dlib']:.3f})"]
+    for name, fa in (("A", cmp.a), ("B", cmp.b)):
+        lines.append(f"  {name}: {fa.source}  ({fa.faces_found} face(s) found)")
+    if cmp.explanation is not None:
+        if tier in ("concise", "both"):
+            lines += ["", "Concise:", "  " + cmp.explanation.concise]
+        if tier in ("detailed", "both"):
+            lines += ["", "Detailed:", "  " + cmp.explanation.detailed]
+    return "\n".join(lines)
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from .api import describe
+    from .explain import ASPECT_TITLES
+    d = describe(args.image, aspect=args.aspect, seed=args.seed)
+    if args.json:
+        print(json.dumps(d.to_dict()))
+    else:
+        print(format_description(d, ASPECT_TITLES))
+    return 0
+
+
+def format_description(d: Any, titles: dict[str, str]) -> str:
+    lines = [f"{d.analysis.source} ({d.analysis.faces_found} face(s) found)"]
+    for aspect, text in d.answers.items():
+        lines += ["", f"{titles.get(aspect, aspect)}:", "  " + text]
+    return "\n".join(lines)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .api import analyze
+    print(json.dumps(analyze(args.image, fast=args.fast).to_dict(embeddings=args.embeddings)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    run_demo()
+    return 0
+
+
+COMMANDS = {"verify": cmd_verify, "describe": cmd_describe, "analyze": cmd_analyze, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except FaceLMError as exc:
+        print(f"facelm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facelm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

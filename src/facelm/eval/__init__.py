@@ -1,0 +1,1 @@
+"""Evaluation: verification protocol metrics (more arrive with the evaluation issue)."""
