@@ -19,7 +19,7 @@ def analyze(source: ImageInput, *, fast: bool = False, max_pixels: int = DEFAULT
     age, gender and expression networks. Raises ImageLoadError, ImageTooLargeError or NoFaceError.
     """
     item = name or describe_source(source)
-    rgb = load_rgb(source, max_pixels=max_pixels)
+    rgb = load_rgb(source, max_pixels=max_pixels, name=item)
     return analyze_array(rgb, fast=fast, item=item)
 
 
