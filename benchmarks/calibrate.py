@@ -39,9 +39,9 @@ def pair_scores(data: Path, split: str) -> tuple[np.ndarray, np.ndarray, int]:
     return np.array(scores), np.array(labels), failed
 
 
-def logistic(x: np.ndarray, y: np.ndarray, iters: int = 50) -> np.ndarray:
-    """Newton-Raphson logistic regression with a bias column; tiny ridge for stability."""
-    X = np.hstack([x, np.ones((len(x), 1))])
+def logistic(x: np.ndarray, y: np.ndarray, iters: int = 50, bias: bool = True) -> np.ndarray:
+    """Newton-Raphson logistic regression (with a bias column if asked); tiny ridge for stability."""
+    X = np.hstack([x, np.ones((len(x), 1))]) if bias else x
     w = np.zeros(X.shape[1])
     for _ in range(iters):
         p = 1 / (1 + np.exp(-X @ w))
@@ -58,7 +58,9 @@ def calibrate(data: Path) -> dict:
     wts = lr[:2] / lr[:2].sum()
     fuse = lambda x: x @ wts  # noqa: E731
     thr = best_threshold(fuse(xtr), ytr)
-    platt = logistic((fuse(xtr) - thr)[:, None], ytr)
+    # Platt scaling centred on the threshold (no free bias): p = 0.5 exactly there, so the verdict
+    # and the probability never disagree; a free bias would put p(threshold) near 0.6.
+    platt = np.r_[logistic((fuse(xtr) - thr)[:, None], ytr, bias=False), 0.0]
     per_model = {}
     for i, m in enumerate(("sface", "dlib")):
         t = best_threshold(xtr[:, i], ytr)
@@ -68,7 +70,7 @@ def calibrate(data: Path) -> dict:
         "data": f"LFW View 1 ({data.name}/pairs.csv): fit on view1_train ({len(ytr)} pairs), "
                 f"reported on view1_test ({len(yte)} pairs)",
         "method": "logistic regression on [cos_sface, cos_dlib] -> weights normalised to sum 1; "
-                  "threshold = max accuracy on view1_train; Platt scaling of the fused score",
+                  "threshold = max accuracy on view1_train; Platt scaling of the fused score, centred on the threshold",
         "photos_failed": {"view1_train_pairs": ftr, "view1_test_pairs": fte},
         "weights": {"sface": float(wts[0]), "dlib": float(wts[1])},
         "threshold": float(thr), "platt": {"a": float(platt[0]), "b": float(platt[1])},

@@ -152,3 +152,14 @@ def test_group_photo_reports_all_faces_and_picks_the_main_one(faceapi_dir):
     assert a.faces_found == len(dets) > 1
     largest = max(d.box[2] * d.box[3] for d in dets)
     assert a.detection.box[2] * a.detection.box[3] >= 0.5 * largest
+
+
+def test_alignment_gives_the_crop_sface_embeds(portrait, portrait_analysis):
+    from facelm.faces import align_face, models
+    crop = align_face(portrait, portrait_analysis.detection)
+    assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+    emb = models.sface().feature(np.ascontiguousarray(crop[:, :, ::-1])).ravel()
+    assert cosine(tuple(emb / np.linalg.norm(emb)), portrait_analysis.embeddings["sface"]) > 0.999
+    # the eyes land on the template's level line (YuNet's landmarks on the crop itself)
+    eyes = analyze(crop, fast=True).detection.landmarks5[:2]
+    assert abs(eyes[0][1] - eyes[1][1]) < 4

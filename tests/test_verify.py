@@ -26,9 +26,8 @@ def test_shipped_constants_equal_the_calibration_record():
     # the target: fusion at least as accurate as the best single model on held-out pairs
     m = rec["models"]
     assert m["fused"]["test_accuracy"] >= max(m["sface"]["test_accuracy"], m["dlib"]["test_accuracy"])
-    # Platt scaling: at the threshold p = sigmoid(b), near even odds; p rises with the score
-    assert probability(cal.THRESHOLD) == pytest.approx(1 / (1 + np.exp(-cal.PLATT_B)))
-    assert 0.3 < probability(cal.THRESHOLD) < 0.7
+    # Platt scaling centred on the threshold: even odds there, so verdict and probability agree
+    assert cal.PLATT_B == 0 and probability(cal.THRESHOLD) == pytest.approx(0.5)
     assert probability(cal.THRESHOLD - 0.1) < 0.05 and probability(cal.THRESHOLD + 0.1) > 0.95
 
 

@@ -7,7 +7,8 @@ Method: both identity models give a cosine similarity. Their fusion is a convex 
     score = W_SFACE * cos_sface + W_DLIB * cos_dlib,
 with the weights from a logistic regression on the 2,200 `view1_train` pairs (normalised to sum 1,
 so the fused score stays on the cosine scale). The threshold maximises accuracy on those same pairs.
-The probability that a pair shows one person is Platt scaling of the fused score on them:
+The probability that a pair shows one person is Platt scaling of the fused score on them, centred
+on the threshold (PLATT_B = 0) so that the verdict and the probability always agree:
     p = 1 / (1 + exp(-(PLATT_A * (score - THRESHOLD) + PLATT_B))).
 `view1_test` (1,000 pairs) is held out and only reported. View 2 is never used here.
 """

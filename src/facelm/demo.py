@@ -41,5 +41,5 @@ def run_demo() -> None:
     print("\n== 2. The same person, in a mirrored, rotated and darker copy ==")
     print(format_comparison(compare(astro, astro2), "concise"))
     print("\n== 3. One face, eight aspects ==")
-    print(format_description(describe(hopper), ASPECT_TITLES))
+    print(format_description(describe(astro), ASPECT_TITLES))
     print("\nYour own photos: facelm verify A.jpg B.jpg   |   facelm describe IMG --aspect pose")

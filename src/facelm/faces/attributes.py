@@ -49,7 +49,6 @@ def age_gender(rgb: np.ndarray, shape5) -> tuple[float, tuple[float, float], str
 
 
 def expression(rgb: np.ndarray, det: Detection) -> dict[str, float]:
-    h, w = rgb.shape[:2]
     x, y, bw, bh = det.box
     side = max(bw, bh) * (1 + 2 * _EXPR_MARGIN)
     cx, cy = x + bw / 2, y + bh / 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import models
+from .align import align_face
 from .types import Detection
 
 IDENTITY_MODELS = ("sface", "dlib")
@@ -16,11 +17,9 @@ def _unit(v: np.ndarray) -> tuple[float, ...]:
 
 def sface_embedding(rgb: np.ndarray, det: Detection) -> tuple[float, ...]:
     """SFace on its own 112x112 similarity-aligned crop (from YuNet's 5 landmarks)."""
-    row = np.array([*det.box, *(c for p in det.landmarks5 for c in p), det.score], dtype=np.float32)
-    rec = models.sface()
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    aligned = rec.alignCrop(bgr, row[None, :])
-    return _unit(rec.feature(aligned))
+    # SFace takes BGR in 0..255
+    aligned_bgr = np.ascontiguousarray(align_face(rgb, det)[:, :, ::-1])
+    return _unit(models.sface().feature(aligned_bgr))
 
 
 def dlib_embedding(rgb: np.ndarray, shape5) -> tuple[float, ...]:
