@@ -14,11 +14,11 @@ on the threshold (PLATT_B = 0) so that the verdict and the probability always ag
 """
 from __future__ import annotations
 
-W_SFACE = 0.2273
-W_DLIB = 0.7727
-THRESHOLD = 0.7734
-PLATT_A = 77.1929
-PLATT_B = 0.3905
+W_SFACE = 0.2100
+W_DLIB = 0.7900
+THRESHOLD = 0.7832
+PLATT_A = 81.8808
+PLATT_B = 0.0000
 
 # Per-model thresholds (each alone, maximum accuracy on view1_train): used when a user asks for a
 # single model's verdict and shown beside the fused score in explanations.
