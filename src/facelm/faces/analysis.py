@@ -36,8 +36,9 @@ def analyze_array(rgb: np.ndarray, *, fast: bool = False, item: str = "image") -
 def analyze_face(rgb: np.ndarray, det: Detection, *, faces_found: int = 1, item: str = "image",
                  fast: bool = False) -> FaceAnalysis:
     size = (int(rgb.shape[1]), int(rgb.shape[0]))
-    _, pts68 = landmarks.landmarks68(rgb, det)
-    shape5 = models.dlib5()(rgb, landmarks.dlib_rect(det))
+    rect = landmarks.dlib_rect(det)  # one box for both dlib predictors
+    pts68 = landmarks.landmarks68(rgb, rect)
+    shape5 = models.dlib5()(rgb, rect)
     left, right = landmarks.eye_centres(pts68)
     used = {name: models.model_label(name) for name in ("yunet", "dlib68", "dlib5", "sface", "dlib_resnet")}
     return FaceAnalysis(

@@ -24,11 +24,10 @@ def dlib_rect(det: Detection):
                           int(round(cx + side / 2)), int(round(cy + side / 2)))
 
 
-def landmarks68(rgb: np.ndarray, det: Detection):
-    """dlib full_object_detection (kept for the dlib embedding) and its 68 points."""
-    shape = models.dlib68()(rgb, dlib_rect(det))
-    pts = tuple((float(p.x), float(p.y)) for p in shape.parts())
-    return shape, pts
+def landmarks68(rgb: np.ndarray, rect) -> tuple[Point, ...]:
+    """The 68 dlib points inside a dlib rectangle (from dlib_rect)."""
+    shape = models.dlib68()(rgb, rect)
+    return tuple((float(p.x), float(p.y)) for p in shape.parts())
 
 
 def eye_centres(pts: tuple[Point, ...]) -> tuple[np.ndarray, np.ndarray]:
