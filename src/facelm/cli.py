@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import FaceLMError
+
+# Command groups that live with their subsystem. Each module has `add_parser(subparsers)`, which
+# adds its commands with `set_defaults(func=handler)`; the modules import nothing heavy at top level.
+GROUPS: dict[str, str] = {
+    "data": "facelm.data.cli",
+    "train": "facelm.train.cli",
+    "export": "facelm.train.export_cli",
+    "eval": "facelm.eval.cli",
+    "serve": "facelm.serve.cli",
+}
 
 
 def _add_verify(sub: Any) -> None:
@@ -50,7 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_describe(sub)
     _add_analyze(sub)
     sub.add_parser("demo", help="verify a bundled pair and describe a face (no files needed)")
+    for module in GROUPS.values():
+        _add_group(sub, module)
     return parser
+
+
+def _add_group(sub: Any, module: str) -> None:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if not exc.name or not (module + ".").startswith(exc.name + "."):
+            # a real missing dependency inside the module: say so
+            raise
+        return  # the group is not part of this build
+    mod.add_parser(sub)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -130,7 +154,8 @@ COMMANDS = {"verify": cmd_verify, "describe": cmd_describe, "analyze": cmd_analy
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        handler = COMMANDS.get(args.command) or args.func
+        return handler(args)
     except FaceLMError as exc:
         print(f"facelm: error: {exc}", file=sys.stderr)
         return 2

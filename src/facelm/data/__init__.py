@@ -1,0 +1,1 @@
+"""Datasets: record schema, teacher-data builders, loaders and exporters."""

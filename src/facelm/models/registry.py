@@ -1,0 +1,45 @@
+"""`load_model(spec)`: one place that turns a model name into a `FaceVLM`.
+
+Specs (checked in this order):
+* a registered name, e.g. "evidence" (the offline explainer behind the FaceVLM interface);
+* "openai:MODEL[@BASE_URL]", an OpenAI-compatible chat endpoint (key from $OPENAI_API_KEY);
+* a folder holding a facelm VerLM checkpoint (it has `verlm_config.json`);
+* anything else: a Hugging Face image-text-to-text model name or local folder.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable
+
+from .base import FaceVLM
+
+# name -> "module:function"; the function takes **kwargs and returns a FaceVLM. Plain dict, no magic.
+_LOADERS: dict[str, str] = {
+    "evidence": "facelm.models.evidence:load",
+    "openai": "facelm.models.openai_vlm:load",
+    "verlm": "facelm.models.verlm:load",
+    "hf": "facelm.models.hf_vlm:load",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Register a loader as "module:function" under `name` (for plug-ins)."""
+    _LOADERS[name] = target
+
+
+def _resolve(target: str) -> Callable[..., FaceVLM]:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def load_model(spec: str, **kwargs: Any) -> FaceVLM:
+    """The FaceVLM named by `spec` (see the module docstring)."""
+    if spec in _LOADERS:
+        return _resolve(_LOADERS[spec])(**kwargs)
+    if spec.startswith("openai:"):
+        model, _, base_url = spec[len("openai:"):].partition("@")
+        return _resolve(_LOADERS["openai"])(model=model, base_url=base_url or None, **kwargs)
+    if (Path(spec) / "verlm_config.json").is_file():
+        return _resolve(_LOADERS["verlm"])(path=spec, **kwargs)
+    return _resolve(_LOADERS["hf"])(name_or_path=spec, **kwargs)
