@@ -17,12 +17,12 @@ from ..errors import InputFormatError
 QA_QUESTIONS: dict[str, str] = {
     "demographics": "Describe the demographic attributes of the person in this image based on the "
                     "visual information.",
-    "structure": "Describe the facial structure of the person in this image based on the visual "
+    "facial_structure": "Describe the facial structure of the person in this image based on the visual "
                  "information.",
-    "skin": "Describe the skin texture of the person in this image based on the visual information.",
+    "skin_texture": "Describe the skin texture of the person in this image based on the visual information.",
     "expression": "Describe the expression and emotion of the person in this image based on the "
                   "visual information.",
-    "lighting": "Describe the lighting and image quality of this image based on the visual "
+    "lighting_quality": "Describe the lighting and image quality of this image based on the visual "
                 "information.",
     "pose": "Describe the face pose of the person in this image based on the visual information.",
     "forensic": "Describe the forensic considerations for this face image based on the visual "
