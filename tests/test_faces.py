@@ -158,8 +158,23 @@ def test_alignment_gives_the_crop_sface_embeds(portrait, portrait_analysis):
     from facelm.faces import align_face, models
     crop = align_face(portrait, portrait_analysis.detection)
     assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
-    emb = models.sface().feature(np.ascontiguousarray(crop[:, :, ::-1])).ravel()
+    emb = models.sface().feature(crop).ravel()
     assert cosine(tuple(emb / np.linalg.norm(emb)), portrait_analysis.embeddings["sface"]) > 0.999
     # the eyes land on the template's level line (YuNet's landmarks on the crop itself)
     eyes = analyze(crop, fast=True).detection.landmarks5[:2]
     assert abs(eyes[0][1] - eyes[1][1]) < 4
+
+
+def test_sface_on_onnxruntime_matches_opencv(portrait, portrait_analysis):
+    """The fp32-folded SFace gives OpenCV's int8 SFace embedding, and our alignment OpenCV's crop."""
+    import cv2
+    from facelm.faces import align_face, models
+    ocv = cv2.FaceRecognizerSF.create(str(models.model_path("sface")), "")
+    det = portrait_analysis.detection
+    row = np.array([*det.box, *(c for p in det.landmarks5 for c in p), det.score], np.float32)
+    ref_crop = ocv.alignCrop(np.ascontiguousarray(portrait[:, :, ::-1]), row[None, :])[:, :, ::-1]
+    crop = align_face(portrait, det)
+    assert np.abs(ref_crop.astype(int) - crop.astype(int)).max() <= 2  # float rounding only
+    ref = ocv.feature(np.ascontiguousarray(crop[:, :, ::-1])).ravel()
+    ours = models.sface().feature(crop).ravel()
+    assert np.abs(ref - ours).max() < 1e-3 * np.abs(ref).max()

@@ -17,9 +17,7 @@ def _unit(v: np.ndarray) -> tuple[float, ...]:
 
 def sface_embedding(rgb: np.ndarray, det: Detection) -> tuple[float, ...]:
     """SFace on its own 112x112 similarity-aligned crop (from YuNet's 5 landmarks)."""
-    # SFace takes BGR in 0..255
-    aligned_bgr = np.ascontiguousarray(align_face(rgb, det)[:, :, ::-1])
-    return _unit(models.sface().feature(aligned_bgr))
+    return _unit(models.sface().feature(align_face(rgb, det)))
 
 
 def dlib_embedding(rgb: np.ndarray, shape5) -> tuple[float, ...]:

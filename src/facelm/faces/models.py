@@ -94,8 +94,9 @@ def yunet() -> Any:
 
 
 def sface() -> Any:
-    import cv2
-    return cached("sface", lambda: cv2.FaceRecognizerSF.create(str(model_path("sface")), ""))
+    """SFace with `feature(rgb112)`; onnxruntime on fp32-folded weights (see sface_onnx)."""
+    from .sface_onnx import SFaceNet
+    return cached("sface", lambda: SFaceNet(model_path("sface")))
 
 
 def dlib68() -> Any:
