@@ -1,0 +1,61 @@
+"""`facelm serve`: the HTTP API and the web page. Imports FastAPI and uvicorn only when run."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .config import (DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, TOKEN_ENV, ConfigError,
+                     ServeConfig, token_from_env)
+
+
+def add_parser(subparsers: Any) -> None:
+    from ..imageio import DEFAULT_MAX_PIXELS
+    p = subparsers.add_parser(
+        "serve", help="HTTP API and web page for verification and face questions",
+        description=f"Serve the API (/v1/verify, /v1/describe, /v1/chat/completions, /healthz) and "
+                    f"the page at /. Binds to {DEFAULT_HOST} by default; any other host needs "
+                    f"{TOKEN_ENV} set, and clients then send `Authorization: Bearer <token>`.")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--model", metavar="SPEC",
+                   help="FaceVLM for chat completions and for the texts of verify/describe: "
+                        "'evidence', a checkpoint folder or a Hugging Face model")
+    p.add_argument("--workers", type=int, default=2, help="analysis processes, each with its own models (default 2)")
+    p.add_argument("--queue", type=int, default=8,
+                   help="requests in progress at once, running or waiting; more get 503 (default 8)")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20,
+                   help="largest accepted photo in MiB (default %(default)g)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="largest accepted photo in pixels (default %(default)d; JPEGs are reduced "
+                        "on decode first)")
+    p.add_argument("--no-warm", action="store_true",
+                   help="do not load the face models at start-up (the first requests pay for it)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=handler)
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    return ServeConfig(host=args.host, port=args.port, token=token_from_env(),
+                       max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
+                       workers=args.workers, queue=args.queue, model=args.model,
+                       warm=not args.no_warm).validate()
+
+
+def handler(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"facelm serve: error: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from .app import create_app
+    app = create_app(config)
+    where = f"http://{'[' + config.host + ']' if ':' in config.host else config.host}:{config.port}/"
+    print(f"facelm serve: {where} (token {'required' if config.token else 'off'}; "
+          f"{config.workers} workers, queue {config.queue})", file=sys.stderr, flush=True)
+    # access_log stays on: uvicorn logs method, path and status only, never bodies or file names.
+    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level,
+                server_header=False, timeout_graceful_shutdown=10)
+    return 0

@@ -1,0 +1,72 @@
+"""The server's settings: one frozen dataclass, checked once before anything starts."""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+
+from ..imageio import DEFAULT_MAX_PIXELS
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+# 10 MB holds any camera JPEG; a face tool never needs more, and it bounds memory per request.
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+TOKEN_ENV = "FACELM_TOKEN"
+# Tokens shorter than this are guessable by brute force over the network.
+MIN_TOKEN_LENGTH = 16
+
+
+class ConfigError(ValueError):
+    """Settings that would make the server unsafe or unusable; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    token: str | None = None              # when set, every /v1 request needs `Bearer <token>`
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES   # per image
+    max_pixels: int = DEFAULT_MAX_PIXELS                # per image, after JPEG reduction on decode
+    workers: int = 2                      # analysis processes (each holds its own copy of the models)
+    queue: int = 8                        # requests admitted at once (running + waiting); more -> 503
+    model: str | None = None              # FaceVLM spec for chat and for verify/describe text
+    warm: bool = True                     # load and run the face models in every worker at start-up
+    max_images_per_chat: int = 4
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def validate(self) -> "ServeConfig":
+        """Raise ConfigError for unsafe or impossible settings; return self for chaining."""
+        if not self.loopback and not self.token:
+            raise ConfigError(
+                f"refusing to listen on {self.host} without a token: anyone who can reach it could "
+                f"use it. Set {TOKEN_ENV} to a secret of at least {MIN_TOKEN_LENGTH} characters "
+                f"(e.g. `export {TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_urlsafe())')`), "
+                f"or serve on 127.0.0.1")
+        if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(f"{TOKEN_ENV} is {len(self.token)} characters; use at least "
+                              f"{MIN_TOKEN_LENGTH} (e.g. secrets.token_urlsafe())")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is not between 0 and 65535")
+        if self.workers < 1 or self.queue < 1:
+            raise ConfigError("--workers and --queue must be at least 1")
+        if self.max_upload_bytes < 1024 or self.max_pixels < 4096:
+            raise ConfigError("--max-upload-mb and --max-pixels are too small for any face photo")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, 'localhost')."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a public address
+
+
+def token_from_env() -> str | None:
+    """The token from FACELM_TOKEN; an empty value counts as unset."""
+    return os.environ.get(TOKEN_ENV) or None

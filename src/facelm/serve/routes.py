@@ -1,0 +1,148 @@
+"""The API's routes: verify, describe, health and the aspect list.
+
+Order inside each handler: token (dependency) -> admission (503 when full) -> read the body with
+its limits -> work in a worker process. Admission comes before reading so an overloaded server
+does not buffer bodies it will refuse.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..explain import ASPECT_TITLES, ASPECTS
+from . import engine
+from .auth import require_token
+from .errors import APIError
+from .openapi_docs import DESCRIBE_DOC, ERROR_RESPONSES, VERIFY_DOC, body_schema
+from .uploads import (BODY_SLACK, Form, clean_name, decode_base64_image, parse_json, read_body,
+                      read_form)
+
+router = APIRouter()
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@router.get("/healthz", summary="Liveness and readiness, limits, and whether a token is needed")
+async def healthz(request: Request) -> JSONResponse:
+    state = request.app.state
+    cfg = state.config
+    body = {"status": "ok" if state.pool.ready else "starting", "version": __version__,
+            "auth_required": cfg.token is not None, "max_upload_bytes": cfg.max_upload_bytes,
+            "max_pixels": cfg.max_pixels, "text_model": state.text_model,
+            "chat_model": state.chat_model, **state.pool.stats()}
+    return JSONResponse(body, status_code=200 if state.pool.ready else 503)
+
+
+@router.get("/v1/aspects", summary="The eight face aspects describe answers, with their titles")
+async def aspects() -> dict[str, Any]:
+    return {"aspects": [{"name": a, "title": ASPECT_TITLES[a]} for a in ASPECTS]}
+
+
+@router.post("/v1/verify", dependencies=[Depends(require_token)], responses=ERROR_RESPONSES,
+             openapi_extra=body_schema(VERIFY_DOC), summary="Are two photos the same person?")
+async def verify(request: Request) -> JSONResponse:
+    """The same JSON as `facelm verify --json`: verdict, scores, explanation, both analyses."""
+    state = request.app.state
+    cfg = state.config
+    async with state.pool.slot():
+        form = await read_images(request, ("image_a", "image_b"), cfg)
+        opts = engine.VerifyOptions(fast=_bool(form, "fast"), threshold=_float(form, "threshold"),
+                                    seed=_int(form, "seed"))
+        result = await state.pool.run(
+            engine.verify, form.files["image_a"], form.names["image_a"], form.files["image_b"],
+            form.names["image_b"], opts, cfg.max_pixels)
+    return JSONResponse(result)
+
+
+@router.post("/v1/describe", dependencies=[Depends(require_token)], responses=ERROR_RESPONSES,
+             openapi_extra=body_schema(DESCRIBE_DOC), summary="Describe one face, aspect by aspect")
+async def describe(request: Request) -> JSONResponse:
+    """The same JSON as `facelm describe --json`: answers by aspect and the analysis."""
+    state = request.app.state
+    cfg = state.config
+    async with state.pool.slot():
+        form = await read_images(request, ("image",), cfg)
+        aspect = form.fields.get("aspect") or None
+        if aspect is not None and aspect not in ASPECTS:
+            raise APIError(422, f"unknown aspect {aspect!r}", item="aspect",
+                           hint=f"use one of {', '.join(ASPECTS)}, or leave it out for all eight")
+        result = await state.pool.run(engine.describe, form.files["image"], form.names["image"],
+                                      aspect, _int(form, "seed"), cfg.max_pixels)
+    return JSONResponse(result)
+
+
+async def read_images(request: Request, names: tuple[str, ...], cfg: Any) -> Form:
+    """Image files from a multipart body, or base64 images from a JSON body, within limits."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        limit = len(names) * cfg.max_upload_bytes + BODY_SLACK
+        form = await read_form(request, cfg.max_upload_bytes, limit)
+        missing = [n for n in names if n not in form.files]
+        if missing:
+            raise APIError(422, "missing image file", item=missing[0],
+                           hint=f"send the files as form fields {' and '.join(names)}, "
+                                f"e.g. curl -F {names[0]}=@photo.jpg")
+        for n in names:
+            if not form.files[n]:
+                raise APIError(422, "the file is empty (0 bytes)", item=form.names[n],
+                               hint="choose the photo again")
+        return form
+    if ctype == "application/json":
+        limit = len(names) * math.ceil(cfg.max_upload_bytes * 4 / 3) + BODY_SLACK
+        obj = parse_json(await read_body(request, limit))
+        missing = [n for n in names if n not in obj]
+        if missing:
+            raise APIError(422, "missing image", item=missing[0],
+                           hint=f"send {' and '.join(names)} as base64 strings in the JSON object")
+        labels = {n: name_field(n) for n in names}
+        form = Form(fields={k: v for k, v in obj.items() if k not in names and k not in labels.values()})
+        for n in names:
+            form.files[n] = decode_base64_image(obj[n], n, cfg.max_upload_bytes)
+            label = obj.get(labels[n])
+            form.names[n] = clean_name(label if isinstance(label, str) else None, n)
+        return form
+    raise APIError(415, f"unsupported content type {ctype or '(none)'!r}", type="unsupported_media_type",
+                   hint="send multipart/form-data with image files, or application/json with base64 images")
+
+
+def name_field(image_field: str) -> str:
+    """The JSON key naming an image (image_a -> name_a): it becomes the analysis' `source`, as a
+    multipart file name does, so both forms give the same JSON for the same name."""
+    return image_field.replace("image", "name", 1)
+
+
+def _bool(form: Form, key: str) -> bool:
+    value = form.fields.get(key, False)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise APIError(422, f"{value!r} is not true or false", item=key, hint="use true or false")
+
+
+def _float(form: Form, key: str) -> float | None:
+    value = form.fields.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = math.nan
+    if isinstance(value, bool) or not math.isfinite(out):
+        raise APIError(422, f"{value!r} is not a number", item=key, hint="e.g. 0.5")
+    return out
+
+
+def _int(form: Form, key: str) -> int:
+    value = form.fields.get(key, 0)
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise APIError(422, f"{value!r} is not a whole number", item=key, hint="e.g. 0") from None
