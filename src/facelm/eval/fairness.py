@@ -1,0 +1,160 @@
+"""Fairness breakdowns: verification figures and attribute accuracy per demographic group.
+
+Where the groups come from is part of every result (`source`):
+* "labels": a column of the input (pairs CSV: `gender`, `race`, `age`, or per photo `gender_a` /
+  `gender_b`, ...; attribute CSV: `gender`, `race`, `age`);
+* "estimated": facelm's own age and gender models (only gender and age; a pair whose two photos
+  fall in different groups is "mixed"). Estimated groups are biased by the very models being
+  audited, so read them as a screening aid, not a measurement of fairness.
+Race is only ever grouped from labels: facelm ships no race classifier and does not guess one.
+
+The gap is best minus worst over groups with at least `min_count` members ("mixed" and unknown
+groups are listed but never enter the gap).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..models.evidence_mcq import EXPRESSION_WORDS
+from .verification import roc_auc
+
+ATTRIBUTES = ("gender", "age", "race")
+# Coarse bands for grouping (enough members per group); age-group *accuracy* uses FaceXBench's nine.
+AGE_BANDS = ((0, 20, "0-19"), (20, 40, "20-39"), (40, 60, "40-59"), (60, 200, "60+"))
+FACEXBENCH_AGE_GROUPS = ((0, 3), (3, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60), (60, 70), (70, 200))
+NOT_A_GROUP = ("mixed", "unknown")
+
+
+def age_band(age: float) -> str:
+    return next(name for lo, hi, name in AGE_BANDS if lo <= age < hi)
+
+
+def age_group_index(age: float) -> int:
+    return next(i for i, (lo, hi) in enumerate(FACEXBENCH_AGE_GROUPS) if lo <= age < hi)
+
+
+def norm_gender(value: Any) -> str | None:
+    v = str(value).strip().lower()
+    return {"male": "male", "m": "male", "man": "male", "female": "female", "f": "female",
+            "woman": "female"}.get(v)
+
+
+def _label_group(value: Any, attribute: str) -> str | None:
+    if value in (None, ""):
+        return None
+    if attribute == "age":
+        try:
+            return age_band(float(value))
+        except ValueError:
+            return None
+    if attribute == "gender":
+        return norm_gender(value)
+    return str(value).strip()
+
+
+def _estimated_group(side: Mapping[str, Any] | None, attribute: str) -> str | None:
+    at = (side or {}).get("attributes")
+    if not at or attribute == "race":
+        return None
+    return age_band(float(at["age"])) if attribute == "age" else norm_gender(at["gender"])
+
+
+def _combine(ga: str | None, gb: str | None) -> str:
+    if ga is None or gb is None:
+        return "unknown"
+    return ga if ga == gb else "mixed"
+
+
+def pair_groups(records: Sequence[Mapping[str, Any]], attribute: str) -> tuple[list[str], str] | None:
+    """(group per pair, source) for one attribute, or None when there is nothing to group by."""
+    keys = set().union(*(r.keys() for r in records)) if records else set()
+    if {f"{attribute}_a", f"{attribute}_b"} <= keys:
+        return [_combine(_label_group(r.get(f"{attribute}_a"), attribute),
+                         _label_group(r.get(f"{attribute}_b"), attribute)) for r in records], "labels"
+    col = attribute if attribute in keys else f"input_{attribute}" if f"input_{attribute}" in keys else None
+    if col:
+        return [_label_group(r.get(col), attribute) or "unknown" for r in records], "labels"
+    if attribute == "race":
+        return None
+    groups = [_combine(_estimated_group(r.get("a"), attribute), _estimated_group(r.get("b"), attribute))
+              for r in records]
+    return (groups, "estimated") if any(g not in NOT_A_GROUP for g in groups) else None
+
+
+def _gap(per_group: Mapping[str, Mapping[str, Any]], metric: str, min_count: int,
+         count_key: str = "pairs", higher_is_better: bool = True) -> dict[str, Any] | None:
+    vals = {g: v[metric] for g, v in per_group.items()
+            if g not in NOT_A_GROUP and v.get(metric) is not None and v[count_key] >= min_count}
+    if len(vals) < 2:
+        return None
+    order = sorted(vals, key=lambda g: (vals[g], g))  # ascending; two distinct groups even on ties
+    best, worst = (order[-1], order[0]) if higher_is_better else (order[0], order[-1])
+    return {"metric": metric, "best": best, "worst": worst, "gap": abs(vals[best] - vals[worst])}
+
+
+def verification_by_group(groups: Sequence[str], labels: np.ndarray, predictions: np.ndarray,
+                          scores: np.ndarray, min_count: int = 20) -> dict[str, Any]:
+    """Per group: pairs, accuracy at the k-fold thresholds, FAR, FRR, ROC AUC; gaps best-worst."""
+    y, p, s = np.asarray(labels, int), np.asarray(predictions, bool), np.asarray(scores, float)
+    g = np.asarray(groups, dtype=object)
+    per: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(groups), key=lambda x: (x in NOT_A_GROUP, x)):
+        m = g == name
+        ym, pm = y[m], p[m]
+        neg, pos = int((ym == 0).sum()), int((ym == 1).sum())
+        per[name] = {"pairs": int(m.sum()), "same": pos, "different": neg,
+                     "accuracy": float(np.mean(pm == (ym == 1))),
+                     "far": float(pm[ym == 0].mean()) if neg else None,
+                     "frr": float((~pm[ym == 1]).mean()) if pos else None,
+                     "roc_auc": roc_auc(s[m], ym) if neg and pos else None}
+    gaps = [x for x in (_gap(per, "accuracy", min_count), _gap(per, "roc_auc", min_count),
+                        _gap(per, "far", min_count, higher_is_better=False),
+                        _gap(per, "frr", min_count, higher_is_better=False)) if x]
+    return {"groups": per, "gaps": gaps, "min_count": min_count}
+
+
+def _photo_row_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Accuracy figures over photos that have both a label and an estimate."""
+    out: dict[str, Any] = {"photos": len(rows)}
+    g = [(norm_gender(r["label"].get("gender")), r["est"]["gender"]) for r in rows
+         if norm_gender(r["label"].get("gender"))]
+    out["gender_accuracy"] = float(np.mean([a == b for a, b in g])) if g else None
+    ages = [(float(r["label"]["age"]), float(r["est"]["age"])) for r in rows
+            if str(r["label"].get("age", "")).strip() not in ("", "None")]
+    out["age_mae"] = float(np.mean([abs(a - b) for a, b in ages])) if ages else None
+    out["age_group_accuracy"] = (float(np.mean([age_group_index(a) == age_group_index(b) for a, b in ages]))
+                                 if ages else None)
+    ex = [(EXPRESSION_WORDS.get(str(r["label"].get("expression", "")).lower()), r["est"]["expression"])
+          for r in rows if str(r["label"].get("expression", "")).lower() in EXPRESSION_WORDS]
+    ex = [(a, b) for a, b in ex if a is not None]  # "contempt" has no class in the model
+    out["expression_accuracy"] = float(np.mean([a == b for a, b in ex])) if ex else None
+    return out
+
+
+METRICS = (("gender_accuracy", True), ("age_group_accuracy", True), ("age_mae", False),
+           ("expression_accuracy", True))
+
+
+def attributes_by_group(rows: Iterable[Mapping[str, Any]], min_count: int = 20) -> dict[str, Any]:
+    """rows: {"label": {gender, age, race, expression...}, "est": {gender, age, expression}}.
+
+    Groups come from the labels only (source "labels"); returns per attribute the per-group figures
+    and the best-worst gap of each metric."""
+    rows = list(rows)
+    out: dict[str, Any] = {"overall": _photo_row_metrics(rows), "by": {}, "source": "labels",
+                           "min_count": min_count}
+    for attribute in ATTRIBUTES:
+        buckets: dict[str, list] = defaultdict(list)
+        for r in rows:
+            grp = _label_group(r["label"].get(attribute), attribute)
+            if grp is not None:
+                buckets[grp].append(r)
+        if len(buckets) < 2:
+            continue
+        per = {k: _photo_row_metrics(v) for k, v in sorted(buckets.items())}
+        gaps = [x for m, hib in METRICS if (x := _gap(per, m, min_count, "photos", hib))]
+        out["by"][attribute] = {"groups": per, "gaps": gaps}
+    return out

@@ -1,0 +1,140 @@
+"""MCQ reports: accuracy overall, per task (the FaceLLM paper's Table 4 columns), per sub-task and
+per number of images, with unparsed answers and failed questions counted; Markdown, JSON and PNGs.
+
+Accuracy is over all questions (unparsed and failed ones count as wrong), as FaceXBench's
+aggregate_results.py computes it; "answered accuracy" leaves those out, for diagnosis only.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .mcq import TASK_ORDER, TASKS
+
+
+def _tally(records: Iterable[dict]) -> dict[str, Any]:
+    recs = list(records)
+    n = len(recs)
+    correct = sum(bool(r["is_correct"]) for r in recs)
+    errors = sum(r.get("error") is not None for r in recs)
+    unparsed = sum(r.get("error") is None and r.get("pred") is None for r in recs)
+    answered = n - errors - unparsed
+    return {"questions": n, "correct": correct, "accuracy": 100.0 * correct / n if n else None,
+            "unparsed": unparsed, "errors": errors,
+            "answered_accuracy": 100.0 * correct / answered if answered else None,
+            "modes": {m: sum(r.get("mode") == m for r in recs) for m in ("loglik", "generate")}}
+
+
+def _group(records: Sequence[dict], key: str) -> dict[str, dict]:
+    groups: dict[str, list] = defaultdict(list)
+    for r in records:
+        groups[str(r[key])].append(r)
+    return {k: _tally(v) for k, v in groups.items()}
+
+
+def summarise(records: Sequence[dict]) -> dict[str, Any]:
+    """The report's numbers (also written as results.json)."""
+    by_task = _group(records, "task")
+    ordered = {t: by_task[t] for t in TASK_ORDER if t in by_task}
+    ordered.update({t: v for t, v in by_task.items() if t not in ordered})
+    errors = [f"{r['file']} #{r['id']}: {r['error']}" for r in records if r.get("error")]
+    subs = _group(records, "sub_category")
+    rank = {s: i for i, s in enumerate(TASKS)}  # the paper's sub-task order, unknown ones last
+    subs = dict(sorted(subs.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+    return {"overall": _tally(records), "tasks": ordered, "sub_tasks": subs, "files": _group(records, "file"),
+            "categories": _group(records, "category"),  # FaceXBench's own JSON categories
+            "num_images": _group(records, "num_images"), "error_examples": errors[:20]}
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def markdown(summary: dict[str, Any], model: str, config: dict[str, Any]) -> str:
+    o = summary["overall"]
+    head = "| Models | Overall | " + " | ".join(TASK_ORDER) + " |"
+    row = (f"| {model} | {_pct(o['accuracy'])} | "
+           + " | ".join(_pct(summary["tasks"].get(t, {}).get("accuracy")) for t in TASK_ORDER) + " |")
+    lines = [f"# Multiple-choice benchmark: {model}", "",
+             f"Benchmark `{config.get('bench')}`, mode `{config.get('mode')}`, "
+             f"prepend_text {config.get('prepend_text')}, seed {config.get('seed')}. "
+             f"{o['questions']} questions: {o['correct']} correct, {o['unparsed']} unparsed, "
+             f"{o['errors']} failed (both scored wrong).", "",
+             "Accuracy (%) in the layout of FaceLLM's Table 4 (– = no questions of that task):", "",
+             head, "|" + "---|" * (len(TASK_ORDER) + 2), row, "",
+             "## Sub-tasks", "", "| task | sub-task | questions | accuracy | unparsed | failed | "
+             "answered accuracy | loglik / generate |", "|---|---|---|---|---|---|---|---|"]
+    for sub, t in summary["sub_tasks"].items():
+        task, title = TASKS.get(sub, ("", sub))
+        lines.append(f"| {task} | {title} (`{sub}`) | {t['questions']} | {_pct(t['accuracy'])} | "
+                     f"{t['unparsed']} | {t['errors']} | {_pct(t['answered_accuracy'])} | "
+                     f"{t['modes']['loglik']} / {t['modes']['generate']} |")
+    for title, key, col in (("Number of images", "num_images", "images"),
+                            ("FaceXBench categories (the JSON files' `category`)", "categories", "category"),
+                            ("Files", "files", "file")):
+        lines += ["", f"## {title}", "", f"| {col} | questions | accuracy | unparsed | failed |",
+                  "|---|---|---|---|---|"]
+        for k, t in summary[key].items():
+            lines.append(f"| {k} | {t['questions']} | {_pct(t['accuracy'])} | {t['unparsed']} | {t['errors']} |")
+    if summary["error_examples"]:
+        lines += ["", "## Failed questions (first 20)", ""] + [f"* {e}" for e in summary["error_examples"]]
+    return "\n".join(lines) + "\n"
+
+
+def plots(summary: dict[str, Any], model: str, out_dir: Path) -> list[Path]:
+    """bar.png (accuracy per sub-task, unparsed share stacked) and radar.png (>= 3 sub-tasks)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    subs = list(summary["sub_tasks"])
+    names = [TASKS.get(s, ("", s))[1] or s for s in subs]
+    acc = [summary["sub_tasks"][s]["accuracy"] or 0.0 for s in subs]
+    unp = [100.0 * summary["sub_tasks"][s]["unparsed"] / max(summary["sub_tasks"][s]["questions"], 1)
+           for s in subs]
+    written = []
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(subs) + 2), 4))
+    x = np.arange(len(subs))
+    ax.bar(x, acc, color="#3b6ea8", label="accuracy")
+    ax.bar(x, unp, bottom=acc, color="#d9a441", label="unparsed")
+    ax.axhline(25, color="grey", ls="--", lw=1, label="chance (4 options)")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("% of questions")
+    ax.set_title(f"{model}: overall {_pct(summary['overall']['accuracy'])}%")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    written.append(out_dir / "bar.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+    if len(subs) >= 3:
+        ang = np.linspace(0, 2 * np.pi, len(subs), endpoint=False)
+        fig = plt.figure(figsize=(5, 5))
+        ax = fig.add_subplot(polar=True)
+        ax.plot(np.r_[ang, ang[:1]], np.r_[acc, acc[:1]], color="#3b6ea8")
+        ax.fill(np.r_[ang, ang[:1]], np.r_[acc, acc[:1]], color="#3b6ea8", alpha=0.25)
+        ax.set_xticks(ang, names, fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_title(model)
+        fig.tight_layout()
+        written.append(out_dir / "radar.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    return written
+
+
+def write_report(records: Sequence[dict], model: str, config: dict[str, Any], out_dir: Path,
+                 make_plots: bool = True) -> dict[str, Any]:
+    """report.md, results.json, config.json and the PNGs in out_dir; returns the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarise(records)
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "results.json").write_text(json.dumps({"model": model, **summary}, indent=2) + "\n",
+                                          encoding="utf-8")
+    (out_dir / "report.md").write_text(markdown(summary, model, config.get("mcq", config)),
+                                       encoding="utf-8")
+    if make_plots and records:
+        plots(summary, model, out_dir)
+    return summary

@@ -1,0 +1,129 @@
+"""The `facelm eval verify` report: report.md, results.json, config.json, roc.png, fairness.png."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MODEL_NAMES = {"fused": "fused (shipped)", "sface": "SFace", "dlib": "dlib ResNet"}
+
+
+def _f(x: Any, digits: int = 4) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _protocol_md(v: dict[str, Any]) -> list[str]:
+    any_res = next(iter(v["protocol"].values()))
+    fars = list(any_res["tar_at_far"])
+    lines = [f"{v['pairs']} pairs ({any_res['same']} same, {any_res['different']} different); "
+             f"{v['failed']} with a failed photo (scored as rejections). Folds: {v['folds']}.", "",
+             "| model | accuracy (mean ± std over folds) | ROC AUC | EER | "
+             + " | ".join(f"TAR@FAR={t}" for t in fars) + " |",
+             "|---|---|---|---|" + "---|" * len(fars)]
+    for name, r in v["protocol"].items():
+        lines.append(f"| {MODEL_NAMES.get(name, name)} | {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} | "
+                     f"{r['roc_auc']:.4f} | {r['eer']:.4f} | "
+                     + " | ".join(_f(r["tar_at_far"][t]) for t in fars) + " |")
+    if any_res["different"] < 1000:
+        lines += ["", f"With {any_res['different']} different-person pairs FAR moves in steps of "
+                  f"{any_res['far_resolution']:.4f}: TAR@FAR=0.001 means no false accept at all and is noisy."]
+    lines += ["", "Thresholds per held-out fold (fused): "
+              + ", ".join(f"{t:.4f}" for t in v["protocol"]["fused"]["fold_thresholds"]), "",
+              "![ROC](roc.png)"]
+    if v["failed_examples"]:
+        lines += ["", "Failed pairs (first 10):", ""] + [f"* {e}" for e in v["failed_examples"]]
+    return lines
+
+
+def _gaps_md(gaps: list[dict[str, Any]]) -> list[str]:
+    if not gaps:
+        return ["", "Gap: fewer than two groups large enough to compare."]
+    return ["", "Gaps (best − worst group): " + "; ".join(
+        f"{g['metric']} {g['gap']:.4f} ({g['best']} vs {g['worst']})" for g in gaps) + "."]
+
+
+def _fairness_md(v: dict[str, Any]) -> list[str]:
+    lines = ["## Verification by demographic group", "",
+             "Accuracy, FAR and FRR at each pair's held-out-fold threshold (fused score); ROC AUC "
+             "within the group. A pair belongs to a group when both photos do; 'mixed' pairs are "
+             "listed but not compared."]
+    for attribute, fr in v["fairness"].items():
+        src = ("from the CSV's labels" if fr["source"] == "labels" else
+               "ESTIMATED by facelm's own age/gender models, not ground truth")
+        lines += ["", f"### {attribute} (groups {src})", "",
+                  "| group | pairs | same | different | accuracy | FAR | FRR | ROC AUC |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for g, r in fr["groups"].items():
+            lines.append(f"| {g} | {r['pairs']} | {r['same']} | {r['different']} | {_f(r['accuracy'])} | "
+                         f"{_f(r['far'])} | {_f(r['frr'])} | {_f(r['roc_auc'])} |")
+        lines += _gaps_md(fr["gaps"])
+    if v.get("race_note"):
+        lines += ["", f"Race: {v['race_note']}."]
+    return lines
+
+
+def _attributes_md(a: dict[str, Any]) -> list[str]:
+    o = a["overall"]
+    lines = ["## Attribute accuracy by demographic group", "",
+             f"{a['photos']} labelled photos, {a['failed']} failed (no face / unreadable; left out). "
+             "Groups come from the labels; the estimates are facelm's age, gender and expression "
+             "models. Age-group accuracy uses FaceXBench's nine groups (0-2, 3-9, 10-19, ..., 70+); "
+             "groups below use coarse bands (0-19, 20-39, 40-59, 60+).", "",
+             f"Overall: gender accuracy {_f(o['gender_accuracy'])}, age MAE {_f(o['age_mae'], 2)} years, "
+             f"age-group accuracy {_f(o['age_group_accuracy'])}, expression accuracy "
+             f"{_f(o['expression_accuracy'])}."]
+    for attribute, block in a["by"].items():
+        lines += ["", f"### by {attribute} (labels)", "",
+                  "| group | photos | gender accuracy | age MAE (years) | age-group accuracy | expression accuracy |",
+                  "|---|---|---|---|---|---|"]
+        for g, r in block["groups"].items():
+            lines.append(f"| {g} | {r['photos']} | {_f(r['gender_accuracy'])} | {_f(r['age_mae'], 2)} | "
+                         f"{_f(r['age_group_accuracy'])} | {_f(r['expression_accuracy'])} |")
+        lines += _gaps_md(block["gaps"])
+    if "race" not in a["by"]:
+        lines += ["", "No race breakdown: the labels have no race column (facelm has no race classifier)."]
+    return lines
+
+
+def fairness_plot(report: dict[str, Any], path: Path) -> bool:
+    """Bars of the headline metric per group: verification accuracy and gender accuracy."""
+    panels = []
+    for attribute, fr in report.get("verification", {}).get("fairness", {}).items():
+        panels.append((f"verification accuracy by {attribute} ({fr['source']})",
+                       {g: r["accuracy"] for g, r in fr["groups"].items() if g != "unknown"}))
+    for attribute, block in report.get("attributes", {}).get("by", {}).items():
+        panels.append((f"gender accuracy by {attribute} (labels)",
+                       {g: r["gender_accuracy"] for g, r in block["groups"].items()
+                        if r["gender_accuracy"] is not None}))
+    panels = [p for p in panels if p[1]]
+    if not panels:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6, 2.3 * len(panels)), squeeze=False)
+    for ax, (title, vals) in zip(axes[:, 0], panels):
+        ax.barh(list(vals), list(vals.values()), color="#3b6ea8")
+        lo = min(vals.values())
+        ax.set_xlim(max(0.0, lo - 0.1), 1.0)
+        ax.set_title(title, fontsize=9)
+        for i, v in enumerate(vals.values()):
+            ax.text(v, i, f" {v:.3f}", va="center", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_verify_report(report: dict[str, Any], out: Path) -> None:
+    (out / "config.json").write_text(json.dumps(report["config"], indent=2) + "\n", encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    lines = ["# Verification protocol and fairness", ""]
+    if "verification" in report:
+        lines += ["## Protocol", ""] + _protocol_md(report["verification"]) + [""]
+        lines += _fairness_md(report["verification"]) + [""]
+    if "attributes" in report:
+        lines += _attributes_md(report["attributes"]) + [""]
+    if fairness_plot(report, out / "fairness.png"):
+        lines += ["![fairness](fairness.png)", ""]
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
