@@ -1,0 +1,275 @@
+"""Pair explanations (the VerLM recipe): per pair, a concise and a detailed explanation that state
+the verdict; a record whose stated verdict contradicts the label is dropped and counted.
+
+Two steps like the paper (each face described once, with the description reused by every pair it
+is in, then the two descriptions compared by a text-only request) or one step (both photos in one
+request). The evidence teacher always works in one step, from measurements.
+
+    facelm data pairs --labels ids.csv --images DIR --out OUT --n-pairs 2000 --hard-negatives
+    facelm data pairs --pairs pairs.csv --images DIR --out OUT --teacher openai --model gpt-4o
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import FaceLMError, InputFormatError
+from ..teacher.base import Task, TeacherFatalError
+from ..teacher.checks import stated_verdict
+from ..teacher.prompts import PromptSet, evidence_text, load_prompts
+from ..teacher.registry import TeacherSpec, make_teacher
+from .job import JobContext, analyse_path, build_manifest, check_same_job, run_job
+from .pairs import Pair, read_pairs, sample_pairs, write_pairs
+from .schema import PAIR_QUESTIONS, Record
+from .sources import LabeledImage, read_labels
+from .store import DatasetStore, JsonlAppender, now_iso, read_manifest, repair
+
+DESCRIPTIONS = "descriptions.jsonl"
+SAMPLED = "pairs.csv"
+
+
+class VerdictError(FaceLMError):
+    """The explanation states a verdict other than the label's (or none)."""
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    images: str
+    out: str
+    labels: str | None = None
+    pairs: str | None = None            # explain these pairs instead of sampling
+    teacher: TeacherSpec = field(default_factory=TeacherSpec)
+    n_pairs: int = 1000
+    hard_negatives: bool = False
+    same_group: bool = False
+    two_step: bool = True
+    tiers: tuple[str, ...] = ("concise", "detailed")
+    columns: dict[str, str] = field(default_factory=dict)
+    prompts: str | None = None
+    grounding: bool = False
+    seed: int = 0
+    concurrency: int = 8
+    refusal_retries: int = 2
+    workers: int = 1
+    retry_failed: bool = False
+
+
+def analyse_many(paths: list[str], workers: int = 1, progress: bool = True,
+                 fast: bool = False) -> dict[str, Any]:
+    """Analyses of the photos that have a face (the others cannot be hard negatives); fast=True
+    measures identity only (no age, gender, expression)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from tqdm import tqdm
+    one = partial(analyse_path, fast=fast)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(one, paths, chunksize=4), total=len(paths),
+                                desc="embeddings", unit="photo", disable=not progress))
+    else:
+        results = [one(p) for p in tqdm(paths, desc="embeddings", unit="photo",
+                                        disable=not progress)]
+    return {p: r for p, r in zip(paths, results) if not isinstance(r, Exception)}
+
+
+def get_pairs(cfg: PairsConfig, images: list[LabeledImage], previous: dict[str, Any],
+              progress: bool = True, keep: dict[str, Any] | None = None,
+              full: bool = False) -> list[Pair]:
+    """The given pairs, the pairs an earlier run of this job sampled, or a new seeded sample.
+
+    Hard-negative sampling analyses every labelled photo (identity only unless `full` or
+    --same-group); those analyses are put in `keep` for the job to reuse."""
+    if cfg.pairs:
+        return read_pairs(cfg.pairs)
+    saved = Path(cfg.out) / SAMPLED
+    sampling = {k: getattr(cfg, k) for k in ("labels", "n_pairs", "hard_negatives",
+                                             "same_group", "seed")}
+    if saved.exists():
+        before = previous.get("sampling")
+        if before is not None and before != sampling:
+            raise InputFormatError(f"these pairs were sampled with {before}, not {sampling}",
+                                   item=str(saved), hint="use a new --out folder, or the same "
+                                   "options as before")
+        return read_pairs(saved)
+    if not images:
+        raise InputFormatError("no pairs to explain", item="facelm data pairs",
+                               hint="give --labels (file,identity) to sample pairs, or --pairs")
+    def analyse(paths: list[str]) -> dict[str, Any]:
+        found = analyse_many(paths, cfg.workers, progress, fast=not (full or cfg.same_group))
+        if keep is not None and (full or cfg.same_group):
+            keep.update(found)
+        return found
+
+    pairs = sample_pairs(images, cfg.n_pairs, cfg.seed, cfg.hard_negatives, cfg.same_group,
+                         analyse=analyse)
+    write_pairs(saved, pairs)
+    return pairs
+
+
+class Describer:
+    """Step one: each photo described once, kept in descriptions.jsonl across runs."""
+
+    def __init__(self, out: Path, prompts: PromptSet, grounding: bool, seed: int):
+        self.path = out / DESCRIPTIONS
+        self.done = {d["image"]: d["text"] for d in repair(self.path) if "image" in d}
+        self.file = JsonlAppender(self.path)
+        self.prompts, self.grounding, self.seed = prompts, grounding, seed
+        self._futures: dict[str, asyncio.Future] = {}
+
+    async def __call__(self, ctx: JobContext, path: str, analysis: Any) -> str:
+        if path in self.done:
+            return self.done[path]
+        fut = self._futures.get(path)
+        if fut is None:
+            fut = asyncio.ensure_future(self._describe(ctx, path, analysis))
+            self._futures[path] = fut
+        return await fut
+
+    async def _describe(self, ctx: JobContext, path: str, analysis: Any) -> str:
+        evidence = evidence_text(analysis) if self.grounding and analysis is not None else ""
+        reply = await ctx.ask(lambda strict: Task(
+            "describe", self.prompts.pair_describe(path, evidence, strict),
+            analyses=(analysis,) if analysis is not None else (), seed=self.seed))
+        self.file.append({"image": path, "text": reply.text, "usage": reply.usage,
+                          "created": now_iso()})
+        self.done[path] = reply.text
+        self._futures.pop(path, None)
+        return reply.text
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """What every unit of a pairs job shares."""
+    cfg: PairsConfig
+    prompts: PromptSet
+    questions: dict[str, str]
+    needs_analysis: bool
+    describer: Describer | None
+    labels: dict[str, LabeledImage]
+
+
+def make_unit(pair: Pair, tier: str, plan: PairPlan) -> Any:
+    root = Path(plan.cfg.images)
+    ka, kb = (str(root / f) for f in (pair.file_a, pair.file_b))   # analysis-cache keys
+    pa, pb = (str(Path(k).resolve()) for k in (ka, kb))             # stored in the record
+    item_id = f"{pair.file_a}|{pair.file_b}#{tier}"
+    la, lb = (plan.labels.get(f) for f in (pair.file_a, pair.file_b))
+    ids = (pair.id_a or (la.identity if la else "") or pair.file_a,
+           pair.id_b or (lb.identity if lb else "") or pair.file_b)
+    told = {"same": pair.same, **({"a": la.labels} if la and la.labels else {}),
+            **({"b": lb.labels} if lb and lb.labels else {})}
+
+    async def unit(ctx: JobContext) -> None:
+        try:
+            analyses = ((await ctx.analysis(ka), await ctx.analysis(kb))
+                        if plan.needs_analysis else ())
+            evidence = ""
+            if plan.cfg.grounding:
+                evidence = "".join(f"Photo {n}: {evidence_text(a)}" for n, a in zip("AB", analyses))
+            descriptions = None
+            if plan.describer is not None:
+                a_an, b_an = analyses or (None, None)
+                descriptions = (await plan.describer(ctx, pa, a_an),
+                                await plan.describer(ctx, pb, b_an))
+            reply = await ctx.ask(lambda strict: Task(
+                "pair", plan.prompts.pair_explain(tier, pair.same, (pa, pb),
+                                                  descriptions=descriptions, evidence=evidence,
+                                                  strict=strict),
+                tier=tier, same=pair.same, labels=told, analyses=analyses, seed=plan.cfg.seed))
+            said = stated_verdict(reply.text)
+            if said is not pair.same:
+                ctx.counts.verdict_contradictions += 1
+                raise VerdictError(f"the explanation states {_verdict_word(said)} but the label "
+                                   f"is {_verdict_word(pair.same)}: {reply.text[:100]!r}",
+                                   item=item_id)
+            rec = Record(id=item_id, kind="pair", images=(pa, pb), question=plan.questions[tier],
+                         answer=reply.text, tier=tier, same=pair.same, identities=ids,
+                         labels=told, teacher=ctx.teacher.name,
+                         prompt_version=plan.prompts.version, created=now_iso(),
+                         usage=reply.usage)
+            ctx.store.add_record(rec)
+            ctx.counts.records += 1
+        except TeacherFatalError:
+            raise
+        except FaceLMError as exc:
+            ctx.fail(item_id, exc, images=[pa, pb], same=pair.same)
+        finally:
+            if plan.needs_analysis:
+                ctx.release(ka, kb)
+    return unit
+
+
+def _verdict_word(v: bool | None) -> str:
+    return "no verdict" if v is None else "'same person'" if v else "'different people'"
+
+
+def build_units(pairs: list[Pair], plan: PairPlan, ctx: JobContext) -> tuple[list[Any], int]:
+    """The units still to do (one per pair and tier, duplicates once) and the number of items."""
+    units, seen = [], set()
+    for pair in pairs:
+        for tier in plan.cfg.tiers:
+            item_id = f"{pair.file_a}|{pair.file_b}#{tier}"
+            if item_id in seen:
+                continue
+            seen.add(item_id)
+            if ctx.store.finished(item_id):
+                ctx.counts.skipped += 1
+                continue
+            for f in (pair.file_a, pair.file_b):
+                ctx.uses[str(Path(plan.cfg.images) / f)] += plan.needs_analysis
+            units.append(make_unit(pair, tier, plan))
+    return units, len(seen)
+
+
+def run_pairs(cfg: PairsConfig, progress: bool = True) -> dict[str, Any]:
+    """Generate (or resume) the pair-explanation dataset in cfg.out; returns the manifest."""
+    prompts = load_prompts(cfg.prompts)
+    bad = [t for t in cfg.tiers if t not in PAIR_QUESTIONS]
+    if bad or not cfg.tiers:
+        raise InputFormatError(f"unknown tier(s) {', '.join(bad) or '(none)'}", item="--tiers",
+                               hint=f"choose from {','.join(PAIR_QUESTIONS)}")
+    images = read_labels(cfg.labels, cfg.images, cfg.columns) if cfg.labels else []
+    previous = read_manifest(cfg.out)
+    teacher = make_teacher(cfg.teacher)
+    check_same_job(previous, "pairs", teacher.name, prompts.version, cfg.out)
+    store = DatasetStore(cfg.out, retry_failed=cfg.retry_failed)
+    needs = teacher.needs_analysis or cfg.grounding
+    measured: dict[str, Any] = {}
+    pairs = get_pairs(cfg, images, previous, progress, keep=measured, full=needs)
+    two_step = cfg.two_step and not teacher.needs_analysis
+    plan = PairPlan(cfg, prompts, {**PAIR_QUESTIONS, **prompts.data["pairs"].get("questions", {})},
+                    needs, Describer(Path(cfg.out), prompts, cfg.grounding, cfg.seed)
+                    if two_step else None, {img.file: img for img in images})
+    ctx = JobContext(store=store, teacher=teacher, concurrency=cfg.concurrency,
+                     refusal_retries=cfg.refusal_retries, workers=cfg.workers)
+    units, n_items = build_units(pairs, plan, ctx)
+    ctx.preloaded = {p: measured[p] for p in ctx.uses if p in measured}
+    measured.clear()
+    started, t0 = now_iso(), time.monotonic()
+    extra = {"prompt_version": prompts.version, "prompts": prompts.source,
+             "images_root": str(Path(cfg.images).resolve()),
+             "steps": "two" if two_step else "one", "questions": plan.questions,
+             "sampling": None if cfg.pairs else {k: getattr(cfg, k) for k in (
+                 "labels", "n_pairs", "hard_negatives", "same_group", "seed")},
+             "pairs": {"total": len(pairs), "same": sum(p.same for p in pairs),
+                       "kinds": {k: sum(p.kind == k for p in pairs)
+                                 for k in sorted({p.kind for p in pairs})}}}
+    result: dict[str, Any] = {}
+
+    def manifest(status: str) -> None:
+        m = build_manifest("pairs", status, ctx, cfg, {**extra, "elapsed_s": round(
+            time.monotonic() - t0, 2)}, started, n_items, previous)
+        store.write_manifest(m)
+        result.update(m)
+
+    manifest("running")
+    try:
+        run_job(ctx, units, manifest, desc="pairs", progress=progress)
+    finally:
+        if plan.describer is not None:
+            plan.describer.file.close()
+    return result

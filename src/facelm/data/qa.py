@@ -1,0 +1,142 @@
+"""Attribute-aware QA data (the FairFaceGPT recipe): per photo and aspect, a teacher told the known
+labels describes that one aspect; the student question stored with the answer carries no label.
+
+    facelm data qa --images DIR --labels labels.csv --out OUT --teacher evidence
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import FaceLMError, InputFormatError
+from ..teacher.base import Task, TeacherFatalError
+from ..teacher.labels import leaked_labels
+from ..teacher.prompts import PromptSet, evidence_text, load_prompts
+from ..teacher.registry import TeacherSpec, make_teacher
+from .job import JobContext, RunCounts, build_manifest, check_same_job, run_job
+from .schema import QA_QUESTIONS, Record
+from .sources import LabeledImage, read_labels
+from .store import DatasetStore, now_iso, read_manifest
+
+
+class LeakageError(FaceLMError):
+    """The student question would reveal a label the teacher was told."""
+
+
+@dataclass(frozen=True)
+class QAConfig:
+    images: str
+    labels: str
+    out: str
+    teacher: TeacherSpec = field(default_factory=TeacherSpec)
+    aspects: tuple[str, ...] = tuple(QA_QUESTIONS)
+    limit: int | None = None            # the first N photos of the CSV
+    columns: dict[str, str] = field(default_factory=dict)
+    prompts: str | None = None          # a TOML prompt file (default: the packaged v1)
+    grounding: bool = False             # add the measured analysis to the teacher prompt
+    seed: int = 0
+    concurrency: int = 8
+    refusal_retries: int = 2
+    workers: int = 1                    # face-analysis processes
+    retry_failed: bool = False
+
+
+def questions(prompts: PromptSet) -> dict[str, str]:
+    """The student questions: the shared defaults, or the prompt file's [qa.questions]."""
+    return {**QA_QUESTIONS, **prompts.data["qa"].get("questions", {})}
+
+
+def check_aspects(aspects: tuple[str, ...], prompts: PromptSet) -> None:
+    known = questions(prompts)
+    bad = [a for a in aspects if a not in known]
+    if bad or not aspects:
+        raise InputFormatError(f"unknown aspect(s) {', '.join(bad) or '(none given)'}",
+                               item="--aspects", hint=f"choose from {','.join(known)}")
+
+
+def make_unit(img: LabeledImage, aspect: str, cfg: QAConfig, prompts: PromptSet,
+              question: str, needs_analysis: bool) -> Any:
+    item_id = f"{img.file}#{aspect}"
+    image = str(Path(img.path).resolve())
+
+    async def unit(ctx: JobContext) -> None:
+        try:
+            leaked = leaked_labels(question, img.labels)
+            if leaked:
+                ctx.counts.leakage += 1
+                raise LeakageError(f"the question reveals the label(s) {', '.join(leaked)}: "
+                                   f"{question!r}", item=item_id,
+                                   hint="remove labels from [qa.questions] in the prompt file")
+            analyses = (await ctx.analysis(img.path),) if needs_analysis else ()
+            evidence = evidence_text(analyses[0]) if cfg.grounding else ""
+            reply = await ctx.ask(lambda strict: Task(
+                "qa", prompts.qa(aspect, img.labels, img.path, evidence, strict), aspect=aspect,
+                labels=img.labels, analyses=analyses, seed=cfg.seed))
+            rec = Record(id=item_id, kind="qa", images=(image,), question=question,
+                         answer=reply.text, aspect=aspect, identities=(img.identity or img.file,),
+                         labels=dict(img.labels), teacher=ctx.teacher.name,
+                         prompt_version=prompts.version, created=now_iso(), usage=reply.usage)
+            ctx.store.add_record(rec)
+            ctx.counts.records += 1
+        except TeacherFatalError:
+            raise
+        except FaceLMError as exc:
+            ctx.fail(item_id, exc, images=[image])
+        finally:
+            if needs_analysis:
+                ctx.release(img.path)
+    return unit
+
+
+def run_qa(cfg: QAConfig, progress: bool = True) -> dict[str, Any]:
+    """Generate (or resume) the QA dataset in cfg.out; returns the manifest."""
+    prompts = load_prompts(cfg.prompts)
+    check_aspects(cfg.aspects, prompts)
+    images = read_labels(cfg.labels, cfg.images, cfg.columns)[: cfg.limit or None]
+    teacher = make_teacher(cfg.teacher)
+    previous = read_manifest(cfg.out)
+    check_same_job(previous, "qa", teacher.name, prompts.version, cfg.out)
+    store = DatasetStore(cfg.out, retry_failed=cfg.retry_failed)
+    ctx = JobContext(store=store, teacher=teacher, concurrency=cfg.concurrency,
+                     refusal_retries=cfg.refusal_retries, workers=cfg.workers)
+    needs = teacher.needs_analysis or cfg.grounding
+    qs = questions(prompts)
+    units, total = [], 0
+    for img in images:
+        for aspect in cfg.aspects:
+            total += 1
+            if store.finished(f"{img.file}#{aspect}"):
+                ctx.counts.skipped += 1
+                continue
+            ctx.uses[img.path] += needs
+            units.append(make_unit(img, aspect, cfg, prompts, qs[aspect], needs))
+    started = now_iso()
+    extra = {"prompt_version": prompts.version, "prompts": prompts.source,
+             "images_root": str(Path(cfg.images).resolve()), "questions": qs}
+    t0 = time.monotonic()
+
+    def manifest(status: str) -> None:
+        m = build_manifest("qa", status, ctx, cfg, {**extra, "elapsed_s": round(
+            time.monotonic() - t0, 2)}, started, total, previous)
+        store.write_manifest(m)
+        result.update(m)
+
+    result: dict[str, Any] = {}
+    manifest("running")
+    run_job(ctx, units, manifest, desc="qa", progress=progress)
+    return result
+
+
+def counts_line(m: dict[str, Any]) -> str:
+    """One line for the terminal: what is in the folder now, and what this run did."""
+    c, run = m["counts"], RunCounts(**{k: v for k, v in m["runs"][-1].items()
+                                       if k in RunCounts.__dataclass_fields__})
+    cost = m["usage"]["cost_usd"]
+    return (f"{c['records']} records, {c['failures']} failures ({run.records} and {run.failures} "
+            f"this run, {run.skipped} done earlier); {c['refusals']} refusals "
+            f"({c['refusals_recovered']} recovered), {c['leakage']} leakage, "
+            f"{c['verdict_contradictions']} verdict contradictions; "
+            f"{m['usage']['requests']} requests, "
+            + (f"${cost:.4f}" if cost is not None else "cost unknown (no price for this model)"))
