@@ -174,8 +174,9 @@ class OpenAITeacher(Teacher):
         return await fut
 
 
-def encode_image(path: str, max_side: int = 1024) -> str:
-    """A data URL of the image as an RGB JPEG, its longer side at most `max_side`."""
+def encode_image(path: Any, max_side: int = 1024) -> str:
+    """A data URL of the image (a path, bytes, RGB array or PIL image) as an RGB JPEG, its longer
+    side at most `max_side`."""
     from PIL import Image
 
     from ..imageio import load_rgb
