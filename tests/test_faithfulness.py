@@ -1,0 +1,246 @@
+"""Claim extraction and the faithfulness audit, on free text and on real photos' measurements."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from test_metrics_realtext import analysed_faces, analysed_pairs
+
+# (text, is a pair text, expected claims as (kind, value[, subject or "label"])) — free-text
+# wordings as GPT-4o-style teachers and fine-tuned VLMs write them, and facelm's own phrasing.
+EXTRACTION = [
+    ("These two images appear to show the same individual.", True, {("verdict", True)}),
+    ("They do not appear to be the same person.", True, {("verdict", False)}),
+    ("The two photos depict two different people, despite similar lighting.", True,
+     {("verdict", False)}),
+    ("It is likely that these are the same person.", True, {("verdict", True)}),
+    ("The person appears to be a man in his 40s.", False, {("gender", "male"), ("age", (40.0, 49.0))}),
+    ("She looks to be approximately 25-30 years old.", False,
+     {("gender", "female"), ("age", (25.0, 30.0))}),
+    ("An elderly woman with a warm smile.", False,
+     {("age", (65.0, 100.0)), ("gender", "female"), ("expression", "happy")}),
+    ("The subject is smiling broadly.", False, {("expression", "happy")}),
+    ("Her expression is neutral and calm.", False, {("gender", "female"), ("expression", "neutral")}),
+    ("He does not look angry.", False, {("gender", "male")}),
+    ("The head is turned slightly to the left.", False, {("yaw", "turned")}),
+    ("The face is turned 20° towards the image's right.", False, {("yaw", 20.0)}),
+    ("He is looking down and away.", False, {("gender", "male"), ("pitch", "down")}),
+    ("The face is facing the camera directly.", False, {("frontal", True)}),
+    ("The image is blurry and out of focus.", False, {("sharpness", "blurred")}),
+    ("The photo is sharp and well-lit.", False, {("sharpness", "sharp"), ("brightness", "even")}),
+    ("The lighting is dim, leaving the face underexposed.", False, {("brightness", "dark")}),
+    ("The face is overexposed, with blown out highlights.", False, {("brightness", "bright")}),
+    ("He wears dark-rimmed glasses.", False, {("gender", "male"), ("glasses", True)}),
+    ("She has dark hair and no glasses.", False, {("gender", "female")}),
+    ("Part of the face is covered by a hat.", False, {("occlusion", True)}),
+    ("A bright smile lights up her face.", False, {("gender", "female"), ("expression", "happy")}),
+    ("The data set labels this person as a woman, of East Asian ethnicity, between 20 and 29 "
+     "years old.", False, {("gender", "female", "label"), ("age", (20.0, 29.0), "label")}),
+    ("The data set labels this person as a man, over 70 years old.", False,
+     {("gender", "male", "label"), ("age", (70.0, 100.0), "label")}),
+    ("The person in the first image is smiling.", True, {("expression", "happy", "a")}),
+    ("These are two different individuals: the first image shows a young woman facing the camera,"
+     " the second an elderly man in profile.", True,
+     {("verdict", False), ("gender", "female", "a"), ("frontal", True, "a"),
+      ("gender", "male", "b"), ("age", (65.0, 100.0), "b"), ("yaw", "profile", "b")}),
+    ("In photo B the face is blurry, while photo A is sharp.", True,
+     {("sharpness", "blurred", "b"), ("sharpness", "sharp", "a")}),
+    ("Age: estimated 30 and 33 years, a 3-year gap.", True,
+     {("age", (30.0, 30.0), "a"), ("age", (33.0, 33.0), "b"), ("age_gap", 3.0)}),
+    ("Head pose: yaw +12° and -20° (gap 32°), pitch gap 16°, roll gap 5°.", True,
+     {("yaw", 12.0, "a"), ("yaw", -20.0, "b"), ("yaw_gap", 32.0), ("pitch_gap", 16.0),
+      ("roll_gap", 5.0)}),
+    ("The head is not near-frontal (yaw 10°, pitch 18°), which foreshortens these ratios.", False,
+     {("yaw_abs", 10.0), ("pitch_abs", 18.0)}),
+    ("Head pose: the face is turned 10° towards the image's left (the subject's right), looking "
+     "18° up, and tilted 5° counter-clockwise.", False,
+     {("yaw", -10.0), ("pitch", 18.0), ("roll", -5.0)}),
+    ("Skin texture is not measured directly; the face is soft (sharpness 0.61).", False,
+     {("sharpness", "soft"), ("sharpness", 0.61)}),
+    ("No expression dominates: the model's top class, neutral, has only 37%, with sad at 28%.",
+     False, {("expression", "neutral")}),
+    ("Fused similarity 0.91 sits 0.12 above the threshold of 0.78.", False, set()),
+    ("Ethnicity is not estimated by facelm, so none is stated.", False, set()),
+]
+
+
+def _key(c) -> tuple:
+    extra = "label" if c.source == "label" else c.subject
+    return (c.kind, c.value) if extra is None else (c.kind, c.value, extra)
+
+
+@pytest.mark.parametrize("text, pair, expected", EXTRACTION)
+def test_extract_claims_table(text, pair, expected):
+    from facelm.explain.claims import extract_claims
+    assert {_key(c) for c in extract_claims(text, pair=pair)} == expected
+
+
+def _face(pred) -> tuple:
+    """A real analysed photo that meets the conditions the check table relies on."""
+    faces = [(r, a) for r, a in analysed_faces()] + [({}, c.a) for _, c in analysed_pairs()]
+    for row, a in faces:
+        if a.attributes is not None and pred(a):
+            return row, a
+    pytest.fail("no analysed test photo meets the conditions")
+
+
+def test_checks_catch_hallucinations_on_a_real_photo():
+    from facelm.eval.faithfulness import AuditItem, audit_item
+    from facelm.faces.types import EXPRESSIONS
+    row, a = _face(lambda a: a.attributes.gender_confidence >= 0.9 and a.attributes.age < 45
+                   and abs(a.pose.yaw) < 5 and 0.35 <= a.quality.brightness <= 0.65
+                   and a.quality.sharpness >= 1.0
+                   and min(a.attributes.expression_probs.values()) < 0.1)
+    at, q = a.attributes, a.quality
+    other = "female" if at.gender == "male" else "male"
+    noun = {"male": "man", "female": "woman"}
+    top = max(at.expression_probs, key=at.expression_probs.get)
+    rare = min(at.expression_probs, key=at.expression_probs.get)
+    assert rare in EXPRESSIONS and rare != top
+    table = [  # (sentence, expected status of its one claim)
+        (f"The person appears to be a {noun[at.gender]}.", "supported"),
+        (f"The person appears to be a {noun[other]}.", "contradicted"),
+        (f"This person is about {round(at.age)} years old.", "supported"),
+        (f"This person is about {round(at.age) + 35} years old.", "contradicted"),
+        ("An elderly person.", "contradicted"),
+        (f"The expression reads as {top}.", "supported"),
+        (f"The face looks {ADJ[rare]}.", "contradicted"),
+        ("The face is facing the camera directly.", "supported"),
+        ("The face is seen in profile.", "contradicted"),
+        ("The head is turned to the left.", "contradicted"),
+        (f"Head pose: yaw {a.pose.yaw + 40:+.0f}°.", "contradicted"),
+        (f"The face has mean brightness {round(q.brightness * 100)}%.", "supported"),
+        (f"The face has mean brightness {round(q.brightness * 100) + 30}%.", "contradicted"),
+        ("The image is blurry and out of focus.", "contradicted"),
+        ("The photo is sharp.", "supported"),
+        ("The face is evenly lit.", "supported"),
+        ("The person wears glasses.", "uncheckable"),
+    ]
+    for sentence, want in table:
+        checks = audit_item(AuditItem("x", "m", sentence, (a.source,)), [a])
+        assert checks, sentence
+        got = {c.status for c in checks}
+        assert got == {want}, (sentence, [(c.claim.kind, c.status, c.reason) for c in checks])
+
+
+ADJ = {"angry": "angry", "disgust": "disgusted", "fear": "afraid", "happy": "happy", "sad": "sad",
+       "surprise": "surprised", "neutral": "neutral"}
+
+
+def test_labels_are_checked_separately():
+    from facelm.eval.faithfulness import AuditItem, audit_item
+    row, a = _face(lambda a: True)
+    labels = {"age": row.get("age", "30"), "gender": row.get("gender", "male")}
+    wrong = "female" if labels["gender"] == "male" else "male"
+    noun = {"male": "man", "female": "woman"}[wrong]
+    item = AuditItem("x", "m", f"The data set labels this person as a {noun}.", (a.source,), labels)
+    (check,) = audit_item(item, [a])
+    assert (check.status, check.label_status) == ("contradicted", "contradicted")
+    age = int(float(labels["age"]))
+    item = AuditItem("y", "m", f"She is about {age + 20} years old.", (a.source,), labels)
+    statuses = {c.claim.kind: c.label_status for c in audit_item(item, None)}
+    assert statuses["age"] == "contradicted"
+
+
+def test_verdict_claims_on_real_pairs():
+    from facelm.eval.faithfulness import AuditItem, audit_item, summarise
+    items, checks = [], []
+    for row, cmp in analysed_pairs():
+        label = row["same"] == "1"
+        for said in (True, False):
+            text = ("These two photos show the same person." if said
+                    else "These photos show two different people.")
+            it = AuditItem(row["file_a"], "m", text, (cmp.a.source, cmp.b.source), {}, label)
+            (c,) = audit_item(it, [cmp.a, cmp.b])
+            assert c.status == ("supported" if said == cmp.same else "contradicted")
+            assert c.label_status == ("supported" if said == label else "contradicted")
+            items.append(it)
+            checks.append([c])
+    s = summarise(items, checks)["m"]
+    assert s["verdict_agreement_pct"] == pytest.approx(50.0)
+    assert s["contradicted_pct"] == pytest.approx(50.0)
+
+
+def _evidence_items():
+    from facelm.eval.faithfulness import AuditItem
+    from facelm.explain import describe_all, explain_pair
+    from facelm.verify import compare_analyses
+    out = []
+    for n, (row, cmp) in enumerate(analysed_pairs()):
+        for seed in range(2):
+            e = explain_pair(compare_analyses(cmp.a, cmp.b), seed=seed)
+            for tier in ("concise", "detailed"):
+                out.append((AuditItem(f"p{n}-{tier}-{seed}", "evidence", getattr(e, tier),
+                                      (cmp.a.source, cmp.b.source), {}, row["same"] == "1"),
+                            [cmp.a, cmp.b]))
+    faces = [(r, a) for r, a in analysed_faces()] + [({}, c.b) for _, c in analysed_pairs()]
+    for n, (row, a) in enumerate(faces):
+        for seed in range(2):
+            for aspect, text in describe_all(a, seed=seed).items():
+                out.append((AuditItem(f"f{n}-{aspect}-{seed}", "evidence", text, (a.source,),
+                                      dict(row)), [a]))
+    return out
+
+
+def test_evidence_explainer_is_faithful():
+    """facelm's own explanations state only measured values: all claims supported."""
+    from facelm.eval.faithfulness import audit_item, summarise
+    pairs = _evidence_items()
+    checks = [audit_item(it, faces) for it, faces in pairs]
+    s = summarise([it for it, _ in pairs], checks)["evidence"]
+    bad = [(c.claim.text, c.reason) for cs in checks for c in cs if c.status != "supported"]
+    assert s["contradicted"] == 0 and s["supported_pct"] >= 99.0, bad[:10]
+    assert s["claims_per_text"] >= 2.5 and len(s["kinds"]) >= 12
+    # the measured verdict can still disagree with the label on hard pairs: it is reported
+    assert s["verdict_agreement_pct"] is not None
+
+
+def _records(tmp_path: Path) -> tuple[Path, list]:
+    from facelm.data.schema import QA_QUESTIONS, Record
+    from facelm.explain import describe_face
+    faces = analysed_faces()[:3]
+    recs = [Record(id=f"{r['file']}#{asp}", kind="qa", images=(a.source,),
+                   question=QA_QUESTIONS[asp], answer=describe_face(a, asp), aspect=asp,
+                   labels=dict(r), teacher="evidence")
+            for r, a in faces for asp in ("demographics", "pose", "lighting_quality")]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in recs))
+    return path, faces
+
+
+def test_cli_audits_records_and_predictions(tmp_path, monkeypatch):
+    from facelm.cli import main
+    records, faces = _records(tmp_path)
+    lies = {}
+    for r, a in faces:
+        old = "woman" if a.attributes.gender == "male" else "man"
+        lies[f"{r['file']}#demographics"] = f"An elderly {old} in profile, blurry and dark."
+    pred = tmp_path / "model.jsonl"
+    pred.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in lies.items()))
+    out = tmp_path / "audit"
+    assert main(["eval", "faithfulness", "--records", str(records), "--pred", f"liar={pred}",
+                 "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "faithfulness.json").read_text())
+    assert summary["evidence"]["contradicted"] == 0 and summary["evidence"]["supported"] > 10
+    assert summary["liar"]["contradicted_pct"] >= 50
+    assert {"report.md", "faithfulness.png", "claims.jsonl", "config.json",
+            "analyses.jsonl"} <= {p.name for p in out.iterdir()}
+    assert "liar" in (out / "report.md").read_text()
+    # a rerun reuses the cached analyses instead of analysing the photos again
+    import facelm.api
+    monkeypatch.setattr(facelm.api, "analyze", lambda *a, **k: pytest.fail("re-analysed"))
+    assert main(["eval", "faithfulness", "--records", str(records), "--out", str(out),
+                 "--no-progress"]) == 0
+
+
+def test_cli_rejects_unknown_prediction_ids(tmp_path, capsys):
+    from facelm.cli import main
+    records, _ = _records(tmp_path)
+    pred = tmp_path / "p.jsonl"
+    pred.write_text('{"id": "nope", "text": "a man"}\n')
+    code = main(["eval", "faithfulness", "--records", str(records), "--pred", str(pred),
+                 "--out", str(tmp_path / "o"), "--no-analysis"])
+    err = capsys.readouterr().err
+    assert code == 2 and "p.jsonl" in err and "not in the records" in err
