@@ -178,3 +178,17 @@ def test_sface_on_onnxruntime_matches_opencv(portrait, portrait_analysis):
     ref = ocv.feature(np.ascontiguousarray(crop[:, :, ::-1])).ravel()
     ours = models.sface().feature(crop).ravel()
     assert np.abs(ref - ours).max() < 1e-3 * np.abs(ref).max()
+
+
+def test_folded_sface_is_cached_once_and_loads_the_same(tmp_path, monkeypatch, portrait, portrait_analysis):
+    from facelm.faces import align_face, models
+    from facelm.faces.sface_onnx import SFaceNet, folded_model
+    monkeypatch.setenv("FACELM_CACHE", str(tmp_path))
+    first = folded_model(models.model_path("sface"))
+    assert isinstance(first, str) and first.startswith(str(tmp_path))
+    mtime = __import__("os").stat(first).st_mtime_ns
+    assert folded_model(models.model_path("sface")) == first  # reused, not rewritten
+    assert __import__("os").stat(first).st_mtime_ns == mtime
+    emb = SFaceNet(models.model_path("sface")).feature(align_face(portrait, portrait_analysis.detection))
+    emb = emb.ravel() / np.linalg.norm(emb)
+    assert cosine(tuple(emb), portrait_analysis.embeddings["sface"]) > 0.9999
