@@ -34,6 +34,9 @@ def _add_verify(sub: Any) -> None:
     p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to")
     p.add_argument("--out", type=Path, help="JSONL results (re-running resumes)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--model", metavar="CKPT", help="write the explanation with a trained model "
+                   "(a VerLM checkpoint folder or any `load_model` spec); the verdict stays the "
+                   "calibrated score's")
 
 
 def _add_describe(sub: Any) -> None:
@@ -43,6 +46,8 @@ def _add_describe(sub: Any) -> None:
     p.add_argument("--aspect", choices=ASPECTS, help="one aspect (default: all eight)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", metavar="CKPT", help="answer with a trained model (VerLM checkpoint "
+                   "folder or any `load_model` spec) instead of the evidence explainer")
 
 
 def _add_analyze(sub: Any) -> None:
@@ -82,6 +87,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _verify_batch(args)
     if len(args.images) != 2:
         raise SystemExit("facelm verify: give two images (A B), or --pairs CSV --out JSONL")
+    if args.model:
+        return _verify_with_model(args)
     from .api import compare
     cmp = compare(args.images[0], args.images[1], fast=args.fast, threshold=args.threshold,
                   seed=args.seed)
@@ -89,6 +96,47 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(cmp.to_dict()))
     else:
         print(format_comparison(cmp, args.tier))
+    return 0
+
+
+def _load_face_model(spec: str) -> Any:
+    from .models import load_model
+    return load_model(spec)
+
+
+def _analyse_for(vlm: Any, image: str, fast: bool) -> Any:
+    """Analyse through the model's cached extractor when it has one (no second analysis)."""
+    ext = getattr(vlm, "extractor", None)
+    if ext is not None and not fast:
+        return ext.analysis(image)
+    from .api import analyze
+    return analyze(image, fast=fast)
+
+
+def _verify_with_model(args: argparse.Namespace) -> int:
+    from .api import compare
+    from .data.schema import PAIR_QUESTIONS
+    from .models.verlm.verdict import agrees
+    vlm = _load_face_model(args.model)
+    a, b = (_analyse_for(vlm, img, args.fast) for img in args.images)
+    cmp = compare(a, b, threshold=args.threshold, explain=False)
+    tiers = ("concise", "detailed") if args.tier == "both" else (args.tier,)
+    texts = vlm.generate_batch([(list(args.images), PAIR_QUESTIONS[t]) for t in tiers], seed=args.seed)
+    explanation = dict(zip(tiers, texts))
+    agreement = {t: agrees(x, cmp.same) for t, x in explanation.items()}
+    if args.json:
+        print(json.dumps({**cmp.to_dict(), "explanation": explanation, "model": args.model,
+                          "verdict_agreement": agreement}))
+    else:
+        lines = [format_comparison(cmp, args.tier)]
+        for t, x in explanation.items():
+            lines += ["", f"{t.capitalize()} ({args.model}):", "  " + x]
+        print("\n".join(lines))
+    for t, ok in agreement.items():
+        if not ok:
+            said = "SAME PERSON" if cmp.same else "DIFFERENT PEOPLE"
+            print(f"facelm: warning: the model's {t} text does not state the calibrated verdict "
+                  f"({said}); trust the score line", file=sys.stderr)
     return 0
 
 
@@ -119,9 +167,16 @@ def format_comparison(cmp: Any, tier: str = "both") -> str:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from .api import describe
-    from .explain import ASPECT_TITLES
-    d = describe(args.image, aspect=args.aspect, seed=args.seed)
+    from .api import Description, describe
+    from .explain import ASPECT_TITLES, ASPECTS
+    if args.model:
+        from .data.schema import QA_QUESTIONS
+        vlm = _load_face_model(args.model)
+        aspects = [args.aspect] if args.aspect else list(ASPECTS)
+        texts = vlm.generate_batch([([args.image], QA_QUESTIONS[x]) for x in aspects], seed=args.seed)
+        d = Description(analysis=_analyse_for(vlm, args.image, False), answers=dict(zip(aspects, texts)))
+    else:
+        d = describe(args.image, aspect=args.aspect, seed=args.seed)
     if args.json:
         print(json.dumps(d.to_dict()))
     else:

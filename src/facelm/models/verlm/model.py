@@ -1,0 +1,108 @@
+"""VerLM: face features -> mappers -> [img1, sep, img2, score, prompt] -> cross-projection ->
+prefix (`inputs_embeds`) of the decoder LM, followed by the answer tokens."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import VerLMConfig
+from .cross_projection import CrossProjection
+from .lm import lm_width, separator_id
+from .mapper import FaceMapper, PixelEncoder, PromptMapper
+from .separator import Separator
+
+
+def left_pack(x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's valid tokens to the right end, in order: (B, L, d) -> (B, P, d), P = max
+    valid count. Left padding lets a batch of prefixes end on the same column for decoding."""
+    order = torch.sort(valid.to(torch.int8), dim=1, stable=True).indices     # invalid first
+    x = x.gather(1, order.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    valid = valid.gather(1, order)
+    p = int(valid.sum(1).max())
+    return x[:, -p:], valid[:, -p:]                                          # (B, P, d), (B, P)
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding: (B, L) long."""
+    return (mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+class VerLM(nn.Module):
+    def __init__(self, config: VerLMConfig, lm: Any, tokenizer: Any) -> None:
+        super().__init__()
+        c, d = config, lm_width(lm)
+        self.config, self.lm, self.tokenizer = config, lm, tokenizer
+        in_dim = c.feature_dim + (c.pixel_dim if c.pixel_encoder else 0)
+        self.pixel = PixelEncoder(c.pixel_dim) if c.pixel_encoder else None
+        self.mappers = nn.ModuleList(FaceMapper(in_dim, d, c.prefix_len, c.mapper_layers, c.n_heads,
+                                                c.ff_mult, c.dropout) for _ in range(2))
+        self.prompt_mapper = PromptMapper(d, c.max_prompt_tokens, c.prompt_layers, c.n_heads,
+                                          c.ff_mult, c.dropout)
+        self.separator = Separator(c.separator, d, separator_id(tokenizer))
+        self.score_proj = nn.Linear(c.pair_feature_dim, d) if c.score_token else None
+        max_len = 2 * c.prefix_len + 2 + c.max_prompt_tokens
+        self.cross = (CrossProjection(d, max_len, c.cross_layers, c.n_heads, c.ff_mult, c.dropout)
+                      if c.fusion == "cross" else None)
+        # The prefix modules work at unit scale; this maps them to the LM's embedding scale
+        # (SmolLM2's embeddings have std ~0.14) so a frozen LM sees inputs of a familiar size.
+        std = lm.get_input_embeddings().weight.detach().float().std()
+        self.register_buffer("emb_std", std.reshape(1).clone())
+
+    def prefix_modules(self) -> list[nn.Module]:
+        """Everything trained in stage 1 (all but the LM)."""
+        return [m for m in (self.pixel, self.mappers, self.prompt_mapper, self.separator,
+                            self.score_proj, self.cross) if m is not None]
+
+    def _image_tokens(self, batch: dict[str, torch.Tensor], slot: int) -> torch.Tensor:
+        feats = batch["feats"][:, slot]                                      # (B, F)
+        if self.pixel is not None:
+            feats = torch.cat([feats, self.pixel(batch["crops"][:, slot])], dim=-1)
+        return self.mappers[slot](feats)                                     # (B, k, d)
+
+    def build_prefix(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prefix (B, P, d), mask (B, P)), left-padded."""
+        c, s = self.config, self.emb_std
+        embed = self.lm.get_input_embeddings()
+        b, k, dev = batch["feats"].shape[0], c.prefix_len, batch["feats"].device
+        two = batch["n_images"].to(dev) == 2                                 # (B,)
+        img1, img2 = self._image_tokens(batch, 0) * s, self._image_tokens(batch, 1) * s
+        sep = self.separator(b, embed).to(img1.dtype)                        # (B, 1, d)
+        score = (self.score_proj(batch["pair"]).unsqueeze(1) * s if self.score_proj is not None
+                 else torch.zeros_like(sep))                                 # (B, 1, d)
+        pmask = batch["prompt_mask"]
+        prompt = self.prompt_mapper(embed(batch["prompt_ids"]) / s, pmask) * s  # (B, t, d)
+        x = torch.cat([img1, sep, img2, score, prompt], dim=1)               # (B, 2k+2+t, d)
+        ones = torch.ones(b, k, dtype=torch.bool, device=dev)
+        valid = torch.cat([ones, (two & self.separator.enabled).unsqueeze(1),
+                           two.unsqueeze(1).expand(b, k),
+                           (two & (self.score_proj is not None)).unsqueeze(1), pmask], dim=1)
+        if self.cross is not None:
+            x = self.cross(x / s, valid) * s
+        return left_pack(x, valid)
+
+    def _hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        prefix, pmask = self.build_prefix(batch)
+        ans, amask = batch["answer_ids"], batch["answer_mask"]               # (B, A)
+        emb = torch.cat([prefix, self.lm.get_input_embeddings()(ans).to(prefix.dtype)], dim=1)
+        mask = torch.cat([pmask, amask], dim=1)                              # (B, P+A)
+        h = self.lm.base_model(inputs_embeds=emb, attention_mask=mask.long(),
+                               position_ids=positions(mask)).last_hidden_state
+        p = prefix.shape[1]
+        # position P-1+j predicts answer token j
+        return h[:, p - 1: p - 1 + ans.shape[1]], amask, p                   # (B, A, d)
+
+    def answer_logprobs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-token log-probs of the answers (B, A), answer mask (B, A))."""
+        h, amask, _ = self._hidden(batch)
+        logp = torch.log_softmax(self.lm.get_output_embeddings()(h).float(), dim=-1)
+        tok = logp.gather(-1, batch["answer_ids"].unsqueeze(-1)).squeeze(-1)
+        return tok * amask, amask
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over answer tokens only (prefix and padding carry no loss)."""
+        h, amask, _ = self._hidden(batch)
+        logits = self.lm.get_output_embeddings()(h[amask])                  # (N, V), answers only
+        return F.cross_entropy(logits.float(), batch["answer_ids"][amask])

@@ -1,0 +1,77 @@
+"""Helpers every facelm trainer shares: seeding, the loss-curve PNG and the config file saved next
+to each checkpoint. Heavy imports (torch, matplotlib) happen inside the functions."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and all GPUs) so a run repeats."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def _smooth(values: Sequence[float], window: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def save_loss_curve(losses: Sequence[float], path: str | Path, title: str = "training loss") -> Path:
+    """Write the per-step losses (and a moving average) as a PNG; returns the path."""
+    import matplotlib
+    matplotlib.use("Agg")  # headless: no display on training machines
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    steps = list(range(1, len(losses) + 1))
+    ax.plot(steps, list(losses), lw=0.8, alpha=0.5, label="step loss")
+    if len(losses) >= 5:
+        ax.plot(steps, _smooth(list(losses), max(2, len(losses) // 20)), lw=1.6, label="moving average")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def save_config(config: Any, path: str | Path) -> Path:
+    """Write a (frozen) dataclass, or a dict, as indented JSON; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

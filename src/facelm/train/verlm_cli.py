@@ -1,0 +1,84 @@
+"""`facelm train verlm`: staged training of the VerLM prefix model. Imports nothing heavy at module
+level (the CLI builds its parser for every command)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputFormatError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("verlm", help="train the VerLM prefix model (mapper stage, then end to end)",
+                       description="Train VerLM on `facelm data` records: --stage mapper (LM frozen), "
+                                   "full (end to end, LM via LoRA or fully) or both (staged).")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder with records.jsonl")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint folder")
+    p.add_argument("--stage", choices=("mapper", "full", "both"), default="both")
+    p.add_argument("--fusion", choices=("cross", "concat"), default="cross")
+    p.add_argument("--separator", choices=("eos", "learned", "none"), default="eos")
+    p.add_argument("--no-score-token", action="store_true",
+                   help="do not condition pair prompts on the calibrated identity score")
+    p.add_argument("--score-in-prompt", action="store_true",
+                   help="also give the calibrated identity result as text after a pair's question")
+    p.add_argument("--max-prompt-tokens", type=int, default=48)
+    p.add_argument("--pixel-encoder", action="store_true", help="add a small CNN over the aligned crop")
+    p.add_argument("--lm", default="smollm2", help="decoder LM: smollm2 (offline), a folder or a hub name")
+    p.add_argument("--lm-layers", type=int, default=0, help="keep the LM's first N layers (0: all)")
+    p.add_argument("--lm-train", choices=("lora", "full"), default="lora", help="stage 2 LM training")
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--prefix-len", type=int, default=8, help="k tokens per face")
+    p.add_argument("--mapper-layers", type=int, default=2)
+    p.add_argument("--cross-layers", type=int, default=2)
+    p.add_argument("--epochs", type=float, default=1.0, help="epochs per stage")
+    p.add_argument("--max-steps", type=int, default=0, help="optimizer steps per stage (overrides epochs)")
+    p.add_argument("--lr", type=float, default=1e-3, help="stage 1 learning rate")
+    p.add_argument("--lr-full", type=float, default=2e-4, help="stage 2 learning rate")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--max-answer-tokens", type=int, default=160)
+    p.add_argument("--kinds", default="pair,qa", help="record kinds to train on")
+    p.add_argument("--tiers", default="concise,detailed", help="pair tiers to train on")
+    p.add_argument("--aspects", default="", help="qa aspects (default: all)")
+    p.add_argument("--max-records", type=int, default=0)
+    p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), default="auto")
+    p.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=handler)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from ..models.verlm.config import VerLMConfig
+    from .verlm import TrainConfig
+    lm = args.lm
+    if Path(lm).exists():
+        lm = str(Path(lm).resolve())  # the checkpoint must find it from anywhere
+    model = VerLMConfig(lm=lm, lm_layers=args.lm_layers, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
+                        prefix_len=args.prefix_len, mapper_layers=args.mapper_layers,
+                        cross_layers=args.cross_layers, fusion=args.fusion, separator=args.separator,
+                        score_token=not args.no_score_token, pixel_encoder=args.pixel_encoder,
+                        score_in_prompt=args.score_in_prompt, max_prompt_tokens=args.max_prompt_tokens)
+    if not (args.data / "records.jsonl").is_file() and not args.data.is_file():
+        raise InputFormatError("no records.jsonl here", item=str(args.data),
+                               hint="make a dataset with `facelm data pairs|qa --out DIR` first")
+    return TrainConfig(data=str(args.data), out=str(args.out), stage=args.stage, epochs=args.epochs,
+                       max_steps=args.max_steps, lr=args.lr, lr_full=args.lr_full,
+                       lm_train=args.lm_train, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                       max_answer_tokens=args.max_answer_tokens, kinds=_csv(args.kinds),
+                       tiers=_csv(args.tiers), aspects=_csv(args.aspects), max_records=args.max_records,
+                       mixed_precision=args.mixed_precision, save_every=args.save_every,
+                       resume=args.resume, seed=args.seed, model=model)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from .verlm import train
+    out = train(config_from_args(args))
+    print(f"VerLM checkpoint in {out} (loss curve: {out / 'loss.png'})", file=sys.stderr)
+    return 0
