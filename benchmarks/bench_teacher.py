@@ -26,10 +26,12 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface-dev"
 
 
-def start_server(latency: float, fault_rate: float, seed: int) -> tuple[subprocess.Popen, str]:
+def start_server(latency: float, fault_rate: float, seed: int,
+                 fault_latency: float | None = None) -> tuple[subprocess.Popen, str]:
+    extra = [] if fault_latency is None else ["--fault-latency", str(fault_latency)]
     proc = subprocess.Popen([sys.executable, "-m", "facelm.teacher.chat_server", "--latency",
                              str(latency), "--fault-rate", str(fault_rate), "--seed", str(seed),
-                             "--retry-after", "0.2"], stdout=subprocess.PIPE, text=True)
+                             "--retry-after", "0.2", *extra], stdout=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().strip()
 
 
@@ -99,6 +101,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="requests (items); a multiple of 8")
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--fault-rate", type=float, default=0.05)
+    ap.add_argument("--fault-latency", type=float, default=None,
+                    help="seconds a fault takes (default: the full latency, the harsher case)")
     ap.add_argument("--concurrency", default="1,8,64")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--httpx-row", type=int, default=64,
@@ -119,7 +123,8 @@ def main() -> None:
                      a.httpx_row, "httpx"))
     rows = []
     for k, (name, conc, transport) in enumerate(plan):
-        proc, url = start_server(a.latency, a.fault_rate, seed=0)  # the same faults for every row
+        # the same faults for every row
+        proc, url = start_server(a.latency, a.fault_rate, seed=0, fault_latency=a.fault_latency)
         try:
             out = tmp / f"run{k}"
             r = (sequential_loop(url, labels, tmp / f"seq{k}.jsonl", a.n) if transport is None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..cache import cache_dir
 from ..errors import FaceLMError, ModelNotInstalledError
 from .base import FaceVLM, ImageInput
 from .hf_inputs import IGNORE_INDEX, encode_examples, encode_prompts
@@ -145,11 +146,6 @@ def resolve_base(name_or_path: str | Path) -> str:
         raise ModelNotInstalledError("no such model folder, and not a hub name (OWNER/NAME)",
                                      item=name_or_path, hint="check the path")
     return name_or_path  # a hub name: the user asked for it, so transformers may download it
-
-
-def cache_dir() -> Path:
-    import os
-    return Path(os.environ.get("FACELM_CACHE") or Path.home() / ".cache" / "facelm")
 
 
 def pick_dtype(dtype: str) -> Any:

@@ -27,6 +27,7 @@ _VERDICT = re.compile(r"show (the same person|two different people)")
 @dataclass
 class ServerConfig:
     latency_s: float = 0.0
+    fault_latency_s: float | None = None      # how long a 429/500/malformed takes (None: latency_s)
     fault_rate: float = 0.0                   # share of requests that get a random fault
     fault_kinds: tuple[str, ...] = ("429", "500", "malformed")
     retry_after_s: float = 0.1                # what a 429 asks for (sent as retry-after-ms too)
@@ -122,7 +123,9 @@ class ChatServer:
         self.requests.append(body)
         outcome = self._outcome()
         self.outcomes[outcome] += 1
-        await asyncio.sleep(self.cfg.hang_s if outcome == "hang" else self.cfg.latency_s)
+        fault_wait = self.cfg.latency_s if self.cfg.fault_latency_s is None else self.cfg.fault_latency_s
+        wait = {"hang": self.cfg.hang_s, "ok": self.cfg.latency_s, "refuse": self.cfg.latency_s}
+        await asyncio.sleep(wait.get(outcome, fault_wait))
         if outcome == "429":
             ms = int(self.cfg.retry_after_s * 1000)
             return 429, {"Retry-After": f"{self.cfg.retry_after_s:g}", "retry-after-ms": str(ms)}, \
@@ -202,11 +205,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--fault-latency", type=float, default=None,
+                   help="seconds a fault takes (default: --latency)")
     p.add_argument("--faults", default="429,500,malformed", help=f"kinds among {','.join(FAULTS)}")
     p.add_argument("--retry-after", type=float, default=0.1, help="seconds a 429 asks to wait")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    cfg = ServerConfig(latency_s=a.latency, fault_rate=a.fault_rate,
+    cfg = ServerConfig(latency_s=a.latency, fault_rate=a.fault_rate, fault_latency_s=a.fault_latency,
                        fault_kinds=tuple(a.faults.split(",")), retry_after_s=a.retry_after,
                        seed=a.seed)
     server = ChatServer(cfg, port=a.port).start()

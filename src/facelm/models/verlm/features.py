@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ...cache import cache_dir
 from ...errors import FaceLMError, NoFaceError
 from ...faces.types import EXPRESSIONS, FaceAnalysis
 
@@ -28,11 +29,6 @@ FEATURE_BLOCKS: dict[str, int] = {
 FEATURE_DIM = sum(FEATURE_BLOCKS.values())  # 424
 # Pair-level conditioning: fused score, margin, P(same), SFace, dlib, calibrated verdict (+-1).
 PAIR_FEATURE_DIM = 6
-
-
-def cache_dir() -> Path:
-    """$FACELM_CACHE, else ~/.cache/facelm."""
-    return Path(os.environ.get("FACELM_CACHE") or Path.home() / ".cache" / "facelm")
 
 
 def _image_key(image: Any) -> str | None:
