@@ -326,7 +326,10 @@ def test_real_smollm2_on_real_pairs(dataset, tmp_path, monkeypatch):
     text = vlm.generate(rec.images, rec.question, max_new_tokens=16)
     assert isinstance(text, str) and text == vlm.generate(rec.images, rec.question, max_new_tokens=16)
     assert len(vlm.model.tokenizer(text).input_ids) <= 17
-    options = [rec.answer[:60], "Bananas grow on trees in warm and humid places, mostly."]
+    # The teacher's first sentence against the same words in reverse order: same tokens, so the
+    # scores compare directly, and a pretrained LM must prefer real word order by a wide margin
+    # (an unrelated fluent sentence was only ~0.01 nats/token behind after 4 steps: too close).
+    words = rec.answer.split(".")[0].split()
+    options = [" ".join(words), " ".join(reversed(words))]
     scores = vlm.score_choices(rec.images, rec.question, options)
-    per_token = [sc / len(vlm.model.tokenizer(" " + o).input_ids) for sc, o in zip(scores, options)]
-    assert per_token[0] > per_token[1]  # the teacher's wording is likelier than an unrelated sentence
+    assert scores[0] > scores[1] + 5.0
