@@ -129,3 +129,16 @@ def test_batch_rejects_a_csv_without_the_columns(tmp_path):
     p.write_text("a,b\nx.jpg,y.jpg\n")
     r = _cli("verify", "--pairs", str(p), "--out", str(tmp_path / "o.jsonl"))
     assert r.returncode != 0 and "file_a" in r.stderr and "bad.csv" in r.stderr
+
+
+def test_a_command_whose_extra_is_missing_says_how_to_install_it(monkeypatch, capsys):
+    """A base install has no fastapi/uvicorn (or torch): one line naming the set-up flag, exit 2."""
+    import sys
+    from facelm.cli import main
+    for name in ("uvicorn", "fastapi"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes `import name` fail as if not installed
+    monkeypatch.delitem(sys.modules, "facelm.serve.app", raising=False)
+    assert main(["serve", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("facelm: error: this command needs the '") and "setup.sh --serve" in err
+    assert len(err.splitlines()) == 1

@@ -206,6 +206,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS = {"verify": cmd_verify, "describe": cmd_describe, "analyze": cmd_analyze, "demo": cmd_demo}
 
 
+# Packages of the optional extras -> the set-up flag that installs them (a base install has none).
+OPTIONAL_PACKAGES: dict[str, str] = {
+    **dict.fromkeys(("torch", "transformers", "peft", "accelerate", "safetensors", "gguf",
+                     "pycocoevalcap", "datasets", "pyarrow"), "--train"),
+    **dict.fromkeys(("fastapi", "uvicorn", "starlette", "multipart", "python_multipart"), "--serve"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -213,6 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except FaceLMError as exc:
         print(f"facelm: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        flag = OPTIONAL_PACKAGES.get((exc.name or "").split(".")[0])
+        if flag is None:
+            raise
+        print(f"facelm: error: this command needs the '{exc.name}' package, which is not installed "
+              f"(install it with: bash scripts/setup.sh {flag})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("facelm: interrupted", file=sys.stderr)
