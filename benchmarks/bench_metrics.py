@@ -101,16 +101,14 @@ def bench_reference(preds: dict, refs: dict) -> tuple[dict, dict]:
 
 def bench_ours(preds: dict, refs: dict) -> tuple[dict, dict]:
     from facelm.eval import metrics_ngrams as ng
+    from facelm.eval.metrics import regroup
     from facelm.eval.metrics_meteor import meteor_java
     from facelm.eval.tokenize import ptb_tokenize
     t, s = {}, {}
     ids = list(refs)
     flat, t["tokenize (PTB, Java)"] = timed(ptb_tokenize, [preds[i] for i in ids]
                                             + [r for i in ids for r in refs[i]])
-    hyps, item_refs, k = flat[:len(ids)], [], len(ids)
-    for i in ids:
-        item_refs.append(flat[k:k + len(refs[i])])
-        k += len(refs[i])
+    hyps, item_refs = regroup(flat, [refs[i] for i in ids])
     sentences = [h.split() for h in hyps] + [r.split() for rs in item_refs for r in rs]
     table, t_table = timed(ng.ngram_table, sentences)
     lay = ng.layout([len(r) for r in item_refs])

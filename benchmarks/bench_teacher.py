@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import random
 import shutil
@@ -139,7 +140,7 @@ def main() -> None:
     base = rows[0]["wall"] if not a.no_baseline else None
     print(f"\n{a.n} requests, {a.latency * 1000:.0f} ms latency, {a.fault_rate:.0%} injected "
           f"faults; {platform.processor() or platform.machine()}, "
-          f"{__import__('os').cpu_count()} CPUs\n")
+          f"{os.cpu_count()} CPUs\n")
     print("| setup | records | requests sent | wall (s) | ideal (s) | of ideal | speed-up vs loop |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

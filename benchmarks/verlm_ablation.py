@@ -3,7 +3,7 @@ end-to-end only, and the untrained model, trained on evidence-teacher records of
 evaluated on held-out identities (LFW View 1 test pairs; held-out UTKFace photos for QA).
 
     python benchmarks/verlm_data.py                   # records -> .cache/verlm-ablation/{train,test}
-    python benchmarks/verlm_ablation.py [--steps 60]  # train the variants, evaluate, write the report
+    python benchmarks/verlm_ablation.py [--only SLUGS]  # train the variants, evaluate, write the report
 
 Every variant gets the same optimizer-step budget (staged: half per stage). Writes
 docs/benchmarks/verlm.md (table, commands, checkpoint sizes) and docs/benchmarks/verlm_ablation.json.
@@ -19,6 +19,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from facelm.models.verlm.config import VerLMConfig
+from facelm.train.verlm import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".cache" / "verlm-ablation"
@@ -36,12 +39,13 @@ class Setup:
     tiny_pretrain_steps: int = 300
     smol_steps: int = 40
     smol_answer_tokens: int = 48
-    batch_size: int = 8
-    prefix_len: int = 8
-    mapper_layers: int = 2
-    cross_layers: int = 2
-    lr: float = 1e-3
-    lr_full: float = 5e-4
+    # the model's and trainer's defaults, recorded here because the report states them
+    batch_size: int = TrainConfig.batch_size
+    prefix_len: int = VerLMConfig.prefix_len
+    mapper_layers: int = VerLMConfig.mapper_layers
+    cross_layers: int = VerLMConfig.cross_layers
+    lr: float = TrainConfig.lr
+    lr_full: float = 5e-4          # not the trainer's default
     test_pairs: int = 40
     test_qa_per_aspect: int = 8
     seed: int = 0
@@ -109,8 +113,9 @@ def tiny_lm(s: Setup) -> dict:
     from facelm.models.verlm.tiny import build_tiny_lm, pretrain_text
     if (TINY_LM / "pretrain.json").is_file():
         return json.loads((TINY_LM / "pretrain.json").read_text())
-    texts = [r.answer for r in read_records(DATA / "train")]
-    questions = [r.question for r in read_records(DATA / "train")]
+    records = list(read_records(DATA / "train"))
+    texts = [r.answer for r in records]
+    questions = [r.question for r in records]
     t = time.time()
     build_tiny_lm(texts + questions, TINY_LM, vocab_size=2048, hidden=256, layers=4, heads=8, seed=s.seed)
     losses = pretrain_text(TINY_LM, texts, steps=s.tiny_pretrain_steps, seed=s.seed)
@@ -123,7 +128,6 @@ def tiny_lm(s: Setup) -> dict:
 def untrained_checkpoint(name: str, s: Setup) -> Path:
     """The cross+eos model with its prefix modules at their seeded initialisation."""
     from facelm.models.verlm.checkpoint import save_checkpoint
-    from facelm.models.verlm.config import VerLMConfig
     from facelm.models.verlm.lm import load_lm
     from facelm.models.verlm.model import VerLM
     from facelm.train.common import set_seed
@@ -149,7 +153,7 @@ def truncate(tok, text: str, n: int) -> str:
     return tok.decode(tok(text, add_special_tokens=False).input_ids[:n]).strip()
 
 
-def evaluate(ckpt: Path, recs: list, s: Setup, cap: int) -> dict:
+def evaluate(ckpt: Path, recs: list, cap: int) -> dict:
     from facelm.eval.metrics import compute_metrics
     from facelm.models import load_model
     from facelm.models.verlm.verdict import agrees, stated_verdict
@@ -201,7 +205,7 @@ def run_variant(name: str, s: Setup, recs: list, fresh: bool) -> dict:
         state = json.loads((ckpt / "train_state.json").read_text())
         row["steps"] = len(state["losses"])
         row["loss_first_last"] = [round(state["losses"][0], 3), round(state["losses"][-1], 3)]
-    row.update(evaluate(ckpt, recs, s, _budget(name, s)[2]))
+    row.update(evaluate(ckpt, recs, _budget(name, s)[2]))
     row["checkpoint_mb"] = size_mb(ckpt)
     row["checkpoint_files"] = sorted(f.name for f in ckpt.iterdir())
     return row

@@ -192,8 +192,7 @@ def groups(docs: Path, main: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def write_report(results: dict, path: Path, conclusions: str = "",
-                 more: list[tuple[str, dict]] = ()) -> None:
+def write_report(results: dict, path: Path, more: list[tuple[str, dict]] = ()) -> None:
     """more: (title, variants) tables after the main one, each with its claims table."""
     s, pre = results["setup"], results.get("tiny_lm", {})
     text = HEAD.format(pre_steps=s["tiny_pretrain_steps"], pre0=_f((pre.get("loss_first_last") or [None])[0], 2),
@@ -204,15 +203,15 @@ def write_report(results: dict, path: Path, conclusions: str = "",
                        tq=3 * s["test_qa_per_aspect"])
     v = results["variants"]
     out = [text]
-    if conclusions or CONCLUSIONS:
-        out += ["## Reading", "", (conclusions or CONCLUSIONS).strip(), ""]
+    out += ["## Reading", "", CONCLUSIONS.strip(), ""]
     out += ["## Results: 150 steps per variant", "", *_table(v), "",
            "## The paper's conclusions at 150 steps", "", *_claims(v), ""]
     for title, variants in more:
         out += [f"## {title}", "", *_table(variants), "", *_claims(variants), ""]
     out += ["## Commands and checkpoints", ""]
+    rows = [*v.items(), *((n, r) for _, g in more for n, r in g.items())]
     seen: set = set()
-    for name, r in [*v.items(), *((n, r) for _, g in more for n, r in g.items())]:
+    for name, r in rows:
         if (name, r.get("command")) in seen:
             continue
         seen.add((name, r.get("command")))
@@ -225,8 +224,11 @@ def write_report(results: dict, path: Path, conclusions: str = "",
             "cross-projection; `lm_lora/` the LoRA adapter; `optimizer.pt` the AdamW state kept for "
             "`--resume` (delete it to ship a checkpoint). The base LM is not copied.", "",
             "## Example outputs (first test pair / last QA item)", ""]
-    for name, r in [*v.items(), *((n, r) for _, g in more for n, r in g.items())]:
-        if name.endswith("untrained") and r.get("steps", 0) == 0 and f"**{name}**, 0 steps:" in "".join(out):
-            continue
+    untrained_shown: set = set()  # an untrained model's example once, however many tables show it
+    for name, r in rows:
+        if name.endswith("untrained") and r.get("steps", 0) == 0:
+            if name in untrained_shown:
+                continue
+            untrained_shown.add(name)
         out.append(f"* **{name}**, {r.get('steps', 0)} steps: “{r['examples']['pair'][:300]}” · QA: “{r['examples']['qa'][:200]}”")
     path.write_text("\n".join(out) + "\n")

@@ -49,6 +49,7 @@ def parse() -> argparse.Namespace:
 def make_data(args: argparse.Namespace) -> tuple[Path, Path]:
     """QA records for the first train+test photos of labels.csv, split by photo."""
     from facelm.data.qa import QAConfig, run_qa
+    from facelm.data.schema import read_records
     rows = list(csv.DictReader(open(DATA / "labels.csv", newline="")))
     n = args.train_photos + args.test_photos
     labels = args.work / "labels.csv"
@@ -61,10 +62,9 @@ def make_data(args: argparse.Namespace) -> tuple[Path, Path]:
     run_qa(QAConfig(images=str(DATA), labels=str(labels), out=str(qa),
                     aspects=tuple(args.aspects.split(",")), seed=0), progress=False)
     test_files = {str((DATA / r["file"]).resolve()) for r in rows[args.train_photos:n]}
-    split = {"train": [], "test": []}
-    for line in (qa / "records.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        split["test" if rec["images"][0] in test_files else "train"].append(line)
+    split: dict[str, list[str]] = {"train": [], "test": []}
+    for rec in read_records(qa):
+        split["test" if rec.images[0] in test_files else "train"].append(json.dumps(rec.to_dict()))
     for name, lines in split.items():
         (args.work / name).mkdir(exist_ok=True)
         (args.work / name / "records.jsonl").write_text("\n".join(lines) + "\n")
@@ -92,6 +92,7 @@ def evaluate(vlm: Any, test: Path, cutoff: int) -> dict[str, float]:
     """Held-out answer loss (teacher forcing) and gender preference on demographics answers."""
     import torch
 
+    from facelm.models.hf_vlm import answer_logprobs
     from facelm.train.vlm_data import collate, load_examples
     examples = load_examples(test)
     nll, count = 0.0, 0
@@ -99,12 +100,9 @@ def evaluate(vlm: Any, test: Path, cutoff: int) -> dict[str, float]:
         batch = dict(collate(vlm.processor, examples[i:i + 4], cutoff))
         labels = batch.pop("labels")
         with torch.inference_mode():
-            logits = vlm.model(**batch).logits.float()
-        target = labels[:, 1:]
-        mask = target != -100
-        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, target.clamp(min=0)[..., None])
-        nll -= float((logp.squeeze(-1) * mask).sum())
-        count += int(mask.sum())
+            logp, n = answer_logprobs(vlm.model(**batch).logits, labels)
+        nll -= float(logp.sum())
+        count += int(n.sum())
     right = total = 0
     for e in examples:
         swapped = swap_gender(e.answer)

@@ -58,17 +58,11 @@ def read_pairs_csv(path: Path) -> list[dict[str, str]]:
 
 def finished_indices(out: Path) -> set[int]:
     """Indices already written; drops a partial last line left by a killed run."""
-    if not out.exists():
-        return set()
-    raw = out.read_bytes()
-    keep = raw[: raw.rfind(b"\n") + 1]
-    if len(keep) != len(raw):
-        with open(out, "r+b") as f:
-            f.truncate(len(keep))
+    from .data.store import repair
     done = set()
-    for n, line in enumerate(keep.decode("utf-8").splitlines(), 1):
+    for n, rec in enumerate(repair(out), 1):
         try:
-            done.add(int(json.loads(line)["index"]))
+            done.add(int(rec["index"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise InputFormatError(f"line {n} is not a facelm result ({exc})", item=str(out),
                                    hint="use a new --out file, or remove that line") from exc

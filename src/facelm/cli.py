@@ -67,11 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(sub)
     sub.add_parser("demo", help="verify a bundled pair and describe a face (no files needed)")
     for module in GROUPS.values():
-        _add_group(sub, module)
+        add_group(sub, module)
     return parser
 
 
-def _add_group(sub: Any, module: str) -> None:
+def add_group(sub: Any, module: str) -> None:
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -99,11 +99,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_face_model(spec: str) -> Any:
-    from .models import load_model
-    return load_model(spec)
-
-
 def _analyse_for(vlm: Any, image: str, fast: bool) -> Any:
     """Analyse through the model's cached extractor when it has one (no second analysis)."""
     ext = getattr(vlm, "extractor", None)
@@ -116,13 +111,13 @@ def _analyse_for(vlm: Any, image: str, fast: bool) -> Any:
 def _verify_with_model(args: argparse.Namespace) -> int:
     from .api import compare
     from .data.schema import PAIR_QUESTIONS
+    from .models import load_model
     from .models.verlm.verdict import agrees
-    vlm = _load_face_model(args.model)
+    vlm = load_model(args.model)
     a, b = (_analyse_for(vlm, img, args.fast) for img in args.images)
     cmp = compare(a, b, threshold=args.threshold, explain=False)
     tiers = ("concise", "detailed") if args.tier == "both" else (args.tier,)
-    texts = vlm.generate_batch([(list(args.images), PAIR_QUESTIONS[t]) for t in tiers], seed=args.seed)
-    explanation = dict(zip(tiers, texts))
+    explanation = vlm.ask(list(args.images), {t: PAIR_QUESTIONS[t] for t in tiers}, seed=args.seed)
     agreement = {t: agrees(x, cmp.same) for t, x in explanation.items()}
     if args.json:
         print(json.dumps({**cmp.to_dict(), "explanation": explanation, "model": args.model,
@@ -171,10 +166,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from .explain import ASPECT_TITLES, ASPECTS
     if args.model:
         from .data.schema import QA_QUESTIONS
-        vlm = _load_face_model(args.model)
+        from .models import load_model
+        vlm = load_model(args.model)
         aspects = [args.aspect] if args.aspect else list(ASPECTS)
-        texts = vlm.generate_batch([([args.image], QA_QUESTIONS[x]) for x in aspects], seed=args.seed)
-        d = Description(analysis=_analyse_for(vlm, args.image, False), answers=dict(zip(aspects, texts)))
+        answers = vlm.ask([args.image], {x: QA_QUESTIONS[x] for x in aspects}, seed=args.seed)
+        d = Description(analysis=_analyse_for(vlm, args.image, False), answers=answers)
     else:
         d = describe(args.image, aspect=args.aspect, seed=args.seed)
     if args.json:

@@ -10,6 +10,7 @@ class FaceLMError(Exception):
     """Base class for all errors facelm raises on purpose."""
 
     def __init__(self, message: str, *, item: str | None = None, hint: str | None = None):
+        self.message = message  # without the item and hint, for callers that show them apart
         self.item = item
         self.hint = hint
         text = f"{item}: {message}" if item else message

@@ -113,43 +113,42 @@ def _add_export(dsub: Any) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def _aspects(text: str | None) -> tuple[str, ...]:
-    from .schema import QA_QUESTIONS
-    if not text:
-        return tuple(QA_QUESTIONS)
-    return tuple(a.strip() for a in text.split(",") if a.strip())
+def _names(text: str) -> tuple[str, ...]:
+    """'a, b,,c' -> ('a', 'b', 'c')."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `qa` and `pairs` share (QAConfig and PairsConfig fields)."""
+    from .sources import parse_columns
+    return dict(images=args.images, out=args.out, teacher=_spec(args),
+                columns=parse_columns(args.columns), prompts=args.prompts,
+                grounding=args.grounding, seed=args.seed, concurrency=args.concurrency,
+                refusal_retries=args.refusal_retries, workers=args.workers,
+                retry_failed=args.retry_failed)
+
+
+def _run(run: Any, cfg: Any, args: argparse.Namespace) -> int:
+    from .qa import counts_line
+    m = run(cfg, progress=not args.quiet)
+    print(f"{args.out}: {counts_line(m)}", file=sys.stderr)
+    return 0
 
 
 def cmd_qa(args: argparse.Namespace) -> int:
-    from .qa import QAConfig, counts_line, run_qa
-    from .sources import parse_columns
-    cfg = QAConfig(images=args.images, labels=args.labels, out=args.out, teacher=_spec(args),
-                   aspects=_aspects(args.aspects), limit=args.limit,
-                   columns=parse_columns(args.columns), prompts=args.prompts,
-                   grounding=args.grounding, seed=args.seed, concurrency=args.concurrency,
-                   refusal_retries=args.refusal_retries, workers=args.workers,
-                   retry_failed=args.retry_failed)
-    m = run_qa(cfg, progress=not args.quiet)
-    print(f"{args.out}: {counts_line(m)}", file=sys.stderr)
-    return 0
+    from .qa import QAConfig, run_qa
+    from .schema import QA_QUESTIONS
+    aspects = _names(args.aspects) if args.aspects else tuple(QA_QUESTIONS)
+    return _run(run_qa, QAConfig(labels=args.labels, limit=args.limit, aspects=aspects,
+                                 **_job_options(args)), args)
 
 
 def cmd_pairs(args: argparse.Namespace) -> int:
     from .pair_job import PairsConfig, run_pairs
-    from .qa import counts_line
-    from .sources import parse_columns
-    cfg = PairsConfig(images=args.images, labels=args.labels, out=args.out, pairs=args.pairs,
-                      teacher=_spec(args), n_pairs=args.n_pairs,
-                      hard_negatives=args.hard_negatives, same_group=args.same_group,
-                      two_step=args.steps == "two",
-                      tiers=tuple(t.strip() for t in args.tiers.split(",") if t.strip()),
-                      columns=parse_columns(args.columns), prompts=args.prompts,
-                      grounding=args.grounding, seed=args.seed, concurrency=args.concurrency,
-                      refusal_retries=args.refusal_retries, workers=args.workers,
-                      retry_failed=args.retry_failed)
-    m = run_pairs(cfg, progress=not args.quiet)
-    print(f"{args.out}: {counts_line(m)}", file=sys.stderr)
-    return 0
+    return _run(run_pairs, PairsConfig(labels=args.labels, pairs=args.pairs, n_pairs=args.n_pairs,
+                                       hard_negatives=args.hard_negatives,
+                                       same_group=args.same_group, two_step=args.steps == "two",
+                                       tiers=_names(args.tiers), **_job_options(args)), args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

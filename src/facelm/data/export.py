@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import InputFormatError
 from .schema import Record, read_records
-from .store import write_atomic
+from .store import read_manifest, write_atomic
 
 FORMATS = ("llamafactory", "swift", "hf")
 HF_SHARD_RECORDS = 1000   # records per Parquet file: bounds memory, as photo bytes are embedded
@@ -142,8 +142,7 @@ WRITERS: dict[str, Callable[[Path, str, dict[str, list[Record]]], None]] = {
 def _absolute(r: Record, root: Path) -> Record:
     """Relative image paths (from older or hand-made files) are resolved against the images
     folder the manifest records, so the export works from any directory."""
-    import dataclasses
-    return dataclasses.replace(r, images=tuple(
+    return replace(r, images=tuple(
         p if Path(p).is_absolute() else str(root / p) for p in r.images))
 
 
@@ -153,8 +152,7 @@ def export(cfg: ExportConfig) -> dict[str, int]:
         raise InputFormatError(f"unknown format {cfg.format!r}", item="--format",
                                hint=f"choose one of {', '.join(FORMATS)}")
     src = Path(cfg.dataset)
-    manifest_path = src / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    manifest = read_manifest(src)
     root = Path(manifest.get("images_root", "."))
     records = [_absolute(r, root) for r in read_records(src)]
     if not records:

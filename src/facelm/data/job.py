@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from typing import Any, Awaitable, Callable
 from ..errors import FaceLMError, InputFormatError
 from ..teacher.base import Task, Teacher, TeacherReply
 from ..teacher.checks import is_refusal
-from .store import DatasetStore, now_iso
+from ..teacher.registry import make_teacher
+from .store import DatasetStore, now_iso, read_manifest
 
 MANIFEST_EVERY_S = 5.0
 
@@ -224,18 +226,16 @@ def build_manifest(kind: str, status: str, ctx: JobContext, config: Any, extra: 
     reasons: Counter = Counter(f.get("reason", "error") for f in ctx.store.earlier_failures)
     reasons.update(c.failure_reasons)
     cost = sum(float(r.get("cost_usd") or 0) for r in runs)
+
+    def total(*keys: str) -> dict[str, int]:
+        return {k: sum(r.get(k, 0) for r in runs) for k in keys}
     return {
         "kind": kind, "status": status, "config": _jsonable(config), "teacher": ctx.teacher.config(),
         **extra,
         "counts": {"items": total_items, "records": len(ctx.store.done_ids),
                    "failures": len(ctx.store.failed_ids), "failure_reasons": dict(reasons),
-                   "refusals": sum(r.get("refusals", 0) for r in runs),
-                   "refusals_recovered": sum(r.get("refusals_recovered", 0) for r in runs),
-                   "leakage": sum(r.get("leakage", 0) for r in runs),
-                   "verdict_contradictions": sum(r.get("verdict_contradictions", 0) for r in runs)},
-        "usage": {"requests": sum(r.get("requests", 0) for r in runs),
-                  "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in runs),
-                  "completion_tokens": sum(r.get("completion_tokens", 0) for r in runs),
+                   **total("refusals", "refusals_recovered", "leakage", "verdict_contradictions")},
+        "usage": {**total("requests", "prompt_tokens", "completion_tokens"),
                   "cost_usd": round(cost, 6) if ctx.cost_known else None},
         "runs": runs, "created": previous.get("created", started), "updated": now_iso(),
     }
@@ -249,6 +249,37 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     return obj if isinstance(obj, (str, int, float, bool, type(None))) else str(obj)
+
+
+def open_job(kind: str, cfg: Any, prompt_version: str) -> tuple[JobContext, dict[str, Any]]:
+    """The context of a `kind` job into cfg.out (the teacher made, the store opened for resuming)
+    and the manifest of the runs before it ({} for a new folder). `cfg` is a QAConfig or a
+    PairsConfig: the fields they share name the teacher, the folder and the bounds."""
+    teacher = make_teacher(cfg.teacher)
+    previous = read_manifest(cfg.out)
+    check_same_job(previous, kind, teacher.name, prompt_version, cfg.out)
+    store = DatasetStore(cfg.out, retry_failed=cfg.retry_failed)
+    ctx = JobContext(store=store, teacher=teacher, concurrency=cfg.concurrency,
+                     refusal_retries=cfg.refusal_retries, workers=cfg.workers)
+    return ctx, previous
+
+
+def run_recorded(kind: str, ctx: JobContext, units: list[Unit], cfg: Any, extra: dict[str, Any],
+                 total_items: int, previous: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+    """Run the job, writing its manifest at the start, on every heartbeat and at the end; returns
+    the last manifest written."""
+    started, t0 = now_iso(), time.monotonic()
+    result: dict[str, Any] = {}
+
+    def manifest(status: str) -> None:
+        m = build_manifest(kind, status, ctx, cfg, {**extra, "elapsed_s": round(
+            time.monotonic() - t0, 2)}, started, total_items, previous)
+        ctx.store.write_manifest(m)
+        result.update(m)
+
+    manifest("running")
+    run_job(ctx, units, manifest, desc=kind, progress=progress)
+    return result
 
 
 def run_job(ctx: JobContext, units: list[Unit], manifest: Callable[[str], None], desc: str,

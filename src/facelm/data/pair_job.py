@@ -11,7 +11,6 @@ request). The evidence teacher always works in one step, from measurements.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,12 @@ from ..errors import FaceLMError, InputFormatError
 from ..teacher.base import Task, TeacherFatalError
 from ..teacher.checks import stated_verdict
 from ..teacher.prompts import PromptSet, evidence_text, load_prompts
-from ..teacher.registry import TeacherSpec, make_teacher
-from .job import JobContext, analyse_path, build_manifest, check_same_job, run_job
+from ..teacher.registry import TeacherSpec
+from .job import JobContext, analyse_path, open_job, run_recorded
 from .pairs import Pair, read_pairs, sample_pairs, write_pairs
 from .schema import PAIR_QUESTIONS, Record
 from .sources import LabeledImage, read_labels
-from .store import DatasetStore, JsonlAppender, now_iso, read_manifest, repair
+from .store import JsonlAppender, now_iso, repair
 
 DESCRIPTIONS = "descriptions.jsonl"
 SAMPLED = "pairs.csv"
@@ -76,6 +75,19 @@ def analyse_many(paths: list[str], workers: int = 1, progress: bool = True,
     return {p: r for p, r in zip(paths, results) if not isinstance(r, Exception)}
 
 
+def sampling_options(cfg: PairsConfig) -> dict[str, Any] | None:
+    """What decides a sample of pairs (None when the pairs are given): saved in the manifest, so a
+    resumed job with other options does not reuse the pairs sampled before."""
+    if cfg.pairs:
+        return None
+    return {k: getattr(cfg, k) for k in ("labels", "n_pairs", "hard_negatives", "same_group",
+                                         "seed")}
+
+
+def item_id(pair: Pair, tier: str) -> str:
+    return f"{pair.file_a}|{pair.file_b}#{tier}"
+
+
 def get_pairs(cfg: PairsConfig, images: list[LabeledImage], previous: dict[str, Any],
               progress: bool = True, keep: dict[str, Any] | None = None,
               full: bool = False) -> list[Pair]:
@@ -86,8 +98,7 @@ def get_pairs(cfg: PairsConfig, images: list[LabeledImage], previous: dict[str, 
     if cfg.pairs:
         return read_pairs(cfg.pairs)
     saved = Path(cfg.out) / SAMPLED
-    sampling = {k: getattr(cfg, k) for k in ("labels", "n_pairs", "hard_negatives",
-                                             "same_group", "seed")}
+    sampling = sampling_options(cfg)
     if saved.exists():
         before = previous.get("sampling")
         if before is not None and before != sampling:
@@ -156,7 +167,7 @@ def make_unit(pair: Pair, tier: str, plan: PairPlan) -> Any:
     root = Path(plan.cfg.images)
     ka, kb = (str(root / f) for f in (pair.file_a, pair.file_b))   # analysis-cache keys
     pa, pb = (str(Path(k).resolve()) for k in (ka, kb))             # stored in the record
-    item_id = f"{pair.file_a}|{pair.file_b}#{tier}"
+    uid = item_id(pair, tier)
     la, lb = (plan.labels.get(f) for f in (pair.file_a, pair.file_b))
     ids = (pair.id_a or (la.identity if la else "") or pair.file_a,
            pair.id_b or (lb.identity if lb else "") or pair.file_b)
@@ -185,8 +196,8 @@ def make_unit(pair: Pair, tier: str, plan: PairPlan) -> Any:
                 ctx.counts.verdict_contradictions += 1
                 raise VerdictError(f"the explanation states {_verdict_word(said)} but the label "
                                    f"is {_verdict_word(pair.same)}: {reply.text[:100]!r}",
-                                   item=item_id)
-            rec = Record(id=item_id, kind="pair", images=(pa, pb), question=plan.questions[tier],
+                                   item=uid)
+            rec = Record(id=uid, kind="pair", images=(pa, pb), question=plan.questions[tier],
                          answer=reply.text, tier=tier, same=pair.same, identities=ids,
                          labels=told, teacher=ctx.teacher.name,
                          prompt_version=plan.prompts.version, created=now_iso(),
@@ -196,7 +207,7 @@ def make_unit(pair: Pair, tier: str, plan: PairPlan) -> Any:
         except TeacherFatalError:
             raise
         except FaceLMError as exc:
-            ctx.fail(item_id, exc, images=[pa, pb], same=pair.same)
+            ctx.fail(uid, exc, images=[pa, pb], same=pair.same)
         finally:
             if plan.needs_analysis:
                 ctx.release(ka, kb)
@@ -212,11 +223,11 @@ def build_units(pairs: list[Pair], plan: PairPlan, ctx: JobContext) -> tuple[lis
     units, seen = [], set()
     for pair in pairs:
         for tier in plan.cfg.tiers:
-            item_id = f"{pair.file_a}|{pair.file_b}#{tier}"
-            if item_id in seen:
+            uid = item_id(pair, tier)
+            if uid in seen:
                 continue
-            seen.add(item_id)
-            if ctx.store.finished(item_id):
+            seen.add(uid)
+            if ctx.store.finished(uid):
                 ctx.counts.skipped += 1
                 continue
             for f in (pair.file_a, pair.file_b):
@@ -233,43 +244,26 @@ def run_pairs(cfg: PairsConfig, progress: bool = True) -> dict[str, Any]:
         raise InputFormatError(f"unknown tier(s) {', '.join(bad) or '(none)'}", item="--tiers",
                                hint=f"choose from {','.join(PAIR_QUESTIONS)}")
     images = read_labels(cfg.labels, cfg.images, cfg.columns) if cfg.labels else []
-    previous = read_manifest(cfg.out)
-    teacher = make_teacher(cfg.teacher)
-    check_same_job(previous, "pairs", teacher.name, prompts.version, cfg.out)
-    store = DatasetStore(cfg.out, retry_failed=cfg.retry_failed)
-    needs = teacher.needs_analysis or cfg.grounding
+    ctx, previous = open_job("pairs", cfg, prompts.version)
+    needs = ctx.teacher.needs_analysis or cfg.grounding
     measured: dict[str, Any] = {}
     pairs = get_pairs(cfg, images, previous, progress, keep=measured, full=needs)
-    two_step = cfg.two_step and not teacher.needs_analysis
+    two_step = cfg.two_step and not ctx.teacher.needs_analysis
     plan = PairPlan(cfg, prompts, {**PAIR_QUESTIONS, **prompts.data["pairs"].get("questions", {})},
                     needs, Describer(Path(cfg.out), prompts, cfg.grounding, cfg.seed)
                     if two_step else None, {img.file: img for img in images})
-    ctx = JobContext(store=store, teacher=teacher, concurrency=cfg.concurrency,
-                     refusal_retries=cfg.refusal_retries, workers=cfg.workers)
     units, n_items = build_units(pairs, plan, ctx)
     ctx.preloaded = {p: measured[p] for p in ctx.uses if p in measured}
     measured.clear()
-    started, t0 = now_iso(), time.monotonic()
     extra = {"prompt_version": prompts.version, "prompts": prompts.source,
              "images_root": str(Path(cfg.images).resolve()),
              "steps": "two" if two_step else "one", "questions": plan.questions,
-             "sampling": None if cfg.pairs else {k: getattr(cfg, k) for k in (
-                 "labels", "n_pairs", "hard_negatives", "same_group", "seed")},
+             "sampling": sampling_options(cfg),
              "pairs": {"total": len(pairs), "same": sum(p.same for p in pairs),
                        "kinds": {k: sum(p.kind == k for p in pairs)
                                  for k in sorted({p.kind for p in pairs})}}}
-    result: dict[str, Any] = {}
-
-    def manifest(status: str) -> None:
-        m = build_manifest("pairs", status, ctx, cfg, {**extra, "elapsed_s": round(
-            time.monotonic() - t0, 2)}, started, n_items, previous)
-        store.write_manifest(m)
-        result.update(m)
-
-    manifest("running")
     try:
-        run_job(ctx, units, manifest, desc="pairs", progress=progress)
+        return run_recorded("pairs", ctx, units, cfg, extra, n_items, previous, progress)
     finally:
         if plan.describer is not None:
             plan.describer.file.close()
-    return result

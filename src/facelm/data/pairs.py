@@ -9,6 +9,7 @@ closest pair of photos of the two is taken.
 from __future__ import annotations
 
 import csv
+import io
 import random
 from dataclasses import dataclass
 from itertools import combinations
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..errors import InputFormatError
 from .sources import LabeledImage
+from .store import write_atomic
 
 PAIR_COLUMNS = ("file_a", "file_b", "same", "id_a", "id_b", "kind")
 # Age groups for --same-group (decades, with children and seniors grouped).
@@ -85,8 +87,8 @@ def identity_vector(analysis: Any) -> np.ndarray:
 
 def group_of(img: LabeledImage, analysis: Any) -> tuple[str, int]:
     """(gender, age group) from the labels where present, else from the measured attributes."""
-    from ..teacher.labels import _GENDER, _key
-    g = _GENDER.get(_key(img.labels.get("gender", "")), "")
+    from ..teacher.labels import canonical_gender
+    g = canonical_gender(img.labels.get("gender", "")) or ""
     nums = [float(x) for x in str(img.labels.get("age", "")).replace("-", " ").split()
             if x.replace(".", "", 1).isdigit()]
     age = float(np.mean(nums)) if nums else None
@@ -165,9 +167,6 @@ def sample_pairs(images: Sequence[LabeledImage], n_pairs: int, seed: int = 0,
 
 
 def write_pairs(path: Path, pairs: Sequence[Pair]) -> None:
-    import io
-
-    from .store import write_atomic
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(PAIR_COLUMNS)

@@ -5,7 +5,6 @@ labels describes that one aspect; the student question stored with the answer ca
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,11 @@ from ..errors import FaceLMError, InputFormatError
 from ..teacher.base import Task, TeacherFatalError
 from ..teacher.labels import leaked_labels
 from ..teacher.prompts import PromptSet, evidence_text, load_prompts
-from ..teacher.registry import TeacherSpec, make_teacher
-from .job import JobContext, RunCounts, build_manifest, check_same_job, run_job
+from ..teacher.registry import TeacherSpec
+from .job import JobContext, RunCounts, open_job, run_recorded
 from .schema import QA_QUESTIONS, Record
 from .sources import LabeledImage, read_labels
-from .store import DatasetStore, now_iso, read_manifest
+from .store import now_iso
 
 
 class LeakageError(FaceLMError):
@@ -56,9 +55,13 @@ def check_aspects(aspects: tuple[str, ...], prompts: PromptSet) -> None:
                                item="--aspects", hint=f"choose from {','.join(known)}")
 
 
+def item_id(img: LabeledImage, aspect: str) -> str:
+    return f"{img.file}#{aspect}"
+
+
 def make_unit(img: LabeledImage, aspect: str, cfg: QAConfig, prompts: PromptSet,
               question: str, needs_analysis: bool) -> Any:
-    item_id = f"{img.file}#{aspect}"
+    uid = item_id(img, aspect)
     image = str(Path(img.path).resolve())
 
     async def unit(ctx: JobContext) -> None:
@@ -67,14 +70,14 @@ def make_unit(img: LabeledImage, aspect: str, cfg: QAConfig, prompts: PromptSet,
             if leaked:
                 ctx.counts.leakage += 1
                 raise LeakageError(f"the question reveals the label(s) {', '.join(leaked)}: "
-                                   f"{question!r}", item=item_id,
+                                   f"{question!r}", item=uid,
                                    hint="remove labels from [qa.questions] in the prompt file")
             analyses = (await ctx.analysis(img.path),) if needs_analysis else ()
             evidence = evidence_text(analyses[0]) if cfg.grounding else ""
             reply = await ctx.ask(lambda strict: Task(
                 "qa", prompts.qa(aspect, img.labels, img.path, evidence, strict), aspect=aspect,
                 labels=img.labels, analyses=analyses, seed=cfg.seed))
-            rec = Record(id=item_id, kind="qa", images=(image,), question=question,
+            rec = Record(id=uid, kind="qa", images=(image,), question=question,
                          answer=reply.text, aspect=aspect, identities=(img.identity or img.file,),
                          labels=dict(img.labels), teacher=ctx.teacher.name,
                          prompt_version=prompts.version, created=now_iso(), usage=reply.usage)
@@ -83,7 +86,7 @@ def make_unit(img: LabeledImage, aspect: str, cfg: QAConfig, prompts: PromptSet,
         except TeacherFatalError:
             raise
         except FaceLMError as exc:
-            ctx.fail(item_id, exc, images=[image])
+            ctx.fail(uid, exc, images=[image])
         finally:
             if needs_analysis:
                 ctx.release(img.path)
@@ -95,38 +98,21 @@ def run_qa(cfg: QAConfig, progress: bool = True) -> dict[str, Any]:
     prompts = load_prompts(cfg.prompts)
     check_aspects(cfg.aspects, prompts)
     images = read_labels(cfg.labels, cfg.images, cfg.columns)[: cfg.limit or None]
-    teacher = make_teacher(cfg.teacher)
-    previous = read_manifest(cfg.out)
-    check_same_job(previous, "qa", teacher.name, prompts.version, cfg.out)
-    store = DatasetStore(cfg.out, retry_failed=cfg.retry_failed)
-    ctx = JobContext(store=store, teacher=teacher, concurrency=cfg.concurrency,
-                     refusal_retries=cfg.refusal_retries, workers=cfg.workers)
-    needs = teacher.needs_analysis or cfg.grounding
+    ctx, previous = open_job("qa", cfg, prompts.version)
+    needs = ctx.teacher.needs_analysis or cfg.grounding
     qs = questions(prompts)
     units, total = [], 0
     for img in images:
         for aspect in cfg.aspects:
             total += 1
-            if store.finished(f"{img.file}#{aspect}"):
+            if ctx.store.finished(item_id(img, aspect)):
                 ctx.counts.skipped += 1
                 continue
             ctx.uses[img.path] += needs
             units.append(make_unit(img, aspect, cfg, prompts, qs[aspect], needs))
-    started = now_iso()
     extra = {"prompt_version": prompts.version, "prompts": prompts.source,
              "images_root": str(Path(cfg.images).resolve()), "questions": qs}
-    t0 = time.monotonic()
-
-    def manifest(status: str) -> None:
-        m = build_manifest("qa", status, ctx, cfg, {**extra, "elapsed_s": round(
-            time.monotonic() - t0, 2)}, started, total, previous)
-        store.write_manifest(m)
-        result.update(m)
-
-    result: dict[str, Any] = {}
-    manifest("running")
-    run_job(ctx, units, manifest, desc="qa", progress=progress)
-    return result
+    return run_recorded("qa", ctx, units, cfg, extra, total, previous, progress)
 
 
 def counts_line(m: dict[str, Any]) -> str:

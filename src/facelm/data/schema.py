@@ -7,7 +7,7 @@ sees: it never carries a label (the teacher's prompt, which does, is not stored)
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -65,7 +65,9 @@ class Record:
                              f"got {len(self.images)}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # Field by field, not dataclasses.asdict: its deep copy was a third of a data job's CPU
+        # time at 64 requests in flight. The dicts (labels, usage) are shared, not copied.
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
         d["images"], d["identities"] = list(self.images), list(self.identities)
         return d
 

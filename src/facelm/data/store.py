@@ -105,7 +105,7 @@ class DatasetStore:
 
     def add_record(self, rec: Any) -> None:
         """Append a schema Record (or its dict)."""
-        d = rec if isinstance(rec, dict) else record_dict(rec)
+        d = rec if isinstance(rec, dict) else rec.to_dict()
         self.records.append(d)
         self.done_ids.add(d["id"])
 
@@ -121,9 +121,6 @@ class DatasetStore:
     def close(self) -> None:
         self.records.close()
         self.failures.close()
-
-    def read_manifest(self) -> dict[str, Any]:
-        return read_manifest(self.dir)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         write_atomic(self.dir / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
@@ -146,14 +143,6 @@ def write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def record_dict(rec: Any) -> dict[str, Any]:
-    """Record.to_dict() without dataclasses.asdict's deep copy (a third of a job's CPU time at
-    64 requests in flight); the same keys and JSON."""
-    d = {name: getattr(rec, name) for name in rec.__dataclass_fields__}
-    d["images"], d["identities"] = list(rec.images), list(rec.identities)
-    return d
 
 
 def now_iso() -> str:

@@ -15,6 +15,6 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="NLG metrics, multiple-choice benchmarks, verification "
                                     "protocol, faithfulness and fairness reports")
     esub = p.add_subparsers(dest="evaluation", required=True)
-    from ..cli import _add_group
+    from ..cli import add_group
     for module in EVALS.values():
-        _add_group(esub, module)
+        add_group(esub, module)

@@ -18,13 +18,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..models.evidence_mcq import EXPRESSION_WORDS
+from ..models.evidence_mcq import AGE_BINS, EXPRESSION_WORDS
 from .verification import roc_auc
 
 ATTRIBUTES = ("gender", "age", "race")
-# Coarse bands for grouping (enough members per group); age-group *accuracy* uses FaceXBench's nine.
+# Coarse bands for grouping (enough members per group); age-group *accuracy* uses FaceXBench's nine
+# (AGE_BINS, shared with the evidence model's MCQ answers).
 AGE_BANDS = ((0, 20, "0-19"), (20, 40, "20-39"), (40, 60, "40-59"), (60, 200, "60+"))
-FACEXBENCH_AGE_GROUPS = ((0, 3), (3, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60), (60, 70), (70, 200))
 NOT_A_GROUP = ("mixed", "unknown")
 
 
@@ -33,7 +33,7 @@ def age_band(age: float) -> str:
 
 
 def age_group_index(age: float) -> int:
-    return next(i for i, (lo, hi) in enumerate(FACEXBENCH_AGE_GROUPS) if lo <= age < hi)
+    return next(i for i, (lo, hi) in enumerate(AGE_BINS) if lo <= age < hi)
 
 
 def norm_gender(value: Any) -> str | None:

@@ -102,12 +102,10 @@ def analyse_images(paths: list[str], cache: Path, *, progress: bool = True) -> d
     from ..api import analyze
     from ..errors import FaceLMError
     from ..faces.types import FaceAnalysis
-    done: dict[str, Any] = {}
-    if cache.is_file():
-        for line in cache.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            done[row["path"]] = (None if row["analysis"] is None
-                                 else FaceAnalysis.from_dict(row["analysis"]))
+    from ..data.store import repair
+    done: dict[str, Any] = {  # repair: a killed run's partial last line is cut, not appended to
+        row["path"]: None if row["analysis"] is None else FaceAnalysis.from_dict(row["analysis"])
+        for row in repair(cache)}
     todo = [p for p in paths if p not in done]
     with cache.open("a", encoding="utf-8") as fh:
         for p in tqdm(todo, desc="analyse photos", unit="photo", disable=not progress):

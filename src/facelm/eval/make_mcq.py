@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputFormatError
+from ..models.evidence_mcq import AGE_BINS
 
 POSTPEND = "Please answer the question and provide only the correct option letter, e.g., A, B, C, D."
-AGE_GROUPS = (("0-2", 0, 3), ("3-9", 3, 10), ("10-19", 10, 20), ("20-29", 20, 30), ("30-39", 30, 40),
-              ("40-49", 40, 50), ("50-59", 50, 60), ("60-69", 60, 70), ("more than 70", 70, 200))
+AGE_GROUPS = tuple((name, lo, hi) for name, (lo, hi) in zip(  # (name, lo, hi): FaceXBench's nine
+    ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70"), AGE_BINS))
 PREPEND = {
     "age": "Age estimation involves predicting the age of a person based on their facial features in an "
            "image. For this task, we define the following age groups: 0-2, 3-9, 10-19, 20-29, 30-39, "
@@ -56,12 +57,12 @@ class MakeMCQConfig:
     seed: int = 0
 
 
-def age_group(age: float) -> str:
-    return next(name for name, lo, hi in AGE_GROUPS if lo <= age < hi)
-
-
 def _group_index(age: float) -> int:
-    return [g for g, _, _ in AGE_GROUPS].index(age_group(age))
+    return next(i for i, (_, lo, hi) in enumerate(AGE_GROUPS) if lo <= age < hi)
+
+
+def age_group(age: float) -> str:
+    return AGE_GROUPS[_group_index(age)][0]
 
 
 def _read_csv(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:

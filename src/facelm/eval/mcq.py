@@ -99,14 +99,18 @@ def _bad(msg: str, item: str, hint: str = "fix the file, or move it out of the b
     return InputFormatError(msg, item=item, hint=hint)
 
 
+def _require(raw: dict, keys: tuple[str, ...], item: str, hint: str) -> None:
+    missing = [k for k in keys if k not in raw]
+    if missing:
+        raise _bad(f"missing key(s) {', '.join(missing)}", item, hint)
+
+
 def _question(qid: str, raw: Any, where: str, base: Path) -> tuple[Question, str | None]:
     item = f"{where} question {qid!r}"
     if not isinstance(raw, dict):
         raise _bad("is not an object", item)
-    missing = [k for k in QUESTION_KEYS if k not in raw]
-    if missing:
-        raise _bad(f"missing key(s) {', '.join(missing)}", item,
-                   "each question needs image_paths, question_text, options, correct_answer_option")
+    _require(raw, QUESTION_KEYS, item,
+             "each question needs image_paths, question_text, options, correct_answer_option")
     opts, paths = raw["options"], raw["image_paths"]
     if not isinstance(opts, list) or len(opts) < 2 or not all(isinstance(o, (str, int, float)) for o in opts):
         raise _bad(f"options must be a list of at least 2 strings, got {opts!r}", item)
@@ -137,10 +141,8 @@ def load_task(path: Path, images_root: Path | None = None) -> Task:
         raise _bad(f"cannot read it ({exc})", item) from exc
     if not isinstance(data, dict):
         raise _bad("the top level must be an object with category, sub-category and questions", item)
-    missing = [k for k in TOP_KEYS if k not in data]
-    if missing:
-        raise _bad(f"missing key(s) {', '.join(missing)}", item,
-                   "a FaceXBench file has category, sub-category, num_images, questions, ...")
+    _require(data, TOP_KEYS, item,
+             "a FaceXBench file has category, sub-category, num_images, questions, ...")
     raw_qs = data["questions"]
     if not isinstance(raw_qs, dict) or not raw_qs:
         raise _bad("questions must be a non-empty object {id: question}", item)

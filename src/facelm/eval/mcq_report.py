@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .mcq import TASK_ORDER, TASKS
+from .metrics_report import markdown_table
 
 
 def _tally(records: Iterable[dict]) -> dict[str, Any]:
@@ -52,32 +53,36 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}"
 
 
+def _task_title(sub: str) -> tuple[str, str]:
+    task, title = TASKS.get(sub, ("", sub))
+    return task, f"{title} (`{sub}`)"
+
+
 def markdown(summary: dict[str, Any], model: str, config: dict[str, Any]) -> str:
     o = summary["overall"]
-    head = "| Models | Overall | " + " | ".join(TASK_ORDER) + " |"
-    row = (f"| {model} | {_pct(o['accuracy'])} | "
-           + " | ".join(_pct(summary["tasks"].get(t, {}).get("accuracy")) for t in TASK_ORDER) + " |")
     lines = [f"# Multiple-choice benchmark: {model}", "",
              f"Benchmark `{config.get('bench')}`, mode `{config.get('mode')}`, "
              f"prepend_text {config.get('prepend_text')}, seed {config.get('seed')}. "
              f"{o['questions']} questions: {o['correct']} correct, {o['unparsed']} unparsed, "
              f"{o['errors']} failed (both scored wrong).", "",
              "Accuracy (%) in the layout of FaceLLM's Table 4 (– = no questions of that task):", "",
-             head, "|" + "---|" * (len(TASK_ORDER) + 2), row, "",
-             "## Sub-tasks", "", "| task | sub-task | questions | accuracy | unparsed | failed | "
-             "answered accuracy | loglik / generate |", "|---|---|---|---|---|---|---|---|"]
-    for sub, t in summary["sub_tasks"].items():
-        task, title = TASKS.get(sub, ("", sub))
-        lines.append(f"| {task} | {title} (`{sub}`) | {t['questions']} | {_pct(t['accuracy'])} | "
-                     f"{t['unparsed']} | {t['errors']} | {_pct(t['answered_accuracy'])} | "
-                     f"{t['modes']['loglik']} / {t['modes']['generate']} |")
+             markdown_table(["Models", "Overall", *TASK_ORDER],
+                            [[model, _pct(o["accuracy"]),
+                              *(_pct(summary["tasks"].get(t, {}).get("accuracy")) for t in TASK_ORDER)]]),
+             "", "## Sub-tasks", "",
+             markdown_table(["task", "sub-task", "questions", "accuracy", "unparsed", "failed",
+                             "answered accuracy", "loglik / generate"],
+                            [[*_task_title(sub), t["questions"], _pct(t["accuracy"]), t["unparsed"],
+                              t["errors"], _pct(t["answered_accuracy"]),
+                              f"{t['modes']['loglik']} / {t['modes']['generate']}"]
+                             for sub, t in summary["sub_tasks"].items()])]
     for title, key, col in (("Number of images", "num_images", "images"),
                             ("FaceXBench categories (the JSON files' `category`)", "categories", "category"),
                             ("Files", "files", "file")):
-        lines += ["", f"## {title}", "", f"| {col} | questions | accuracy | unparsed | failed |",
-                  "|---|---|---|---|---|"]
-        for k, t in summary[key].items():
-            lines.append(f"| {k} | {t['questions']} | {_pct(t['accuracy'])} | {t['unparsed']} | {t['errors']} |")
+        lines += ["", f"## {title}", "",
+                  markdown_table([col, "questions", "accuracy", "unparsed", "failed"],
+                                 [[k, t["questions"], _pct(t["accuracy"]), t["unparsed"], t["errors"]]
+                                  for k, t in summary[key].items()])]
     if summary["error_examples"]:
         lines += ["", "## Failed questions (first 20)", ""] + [f"* {e}" for e in summary["error_examples"]]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..data.store import repair
 from ..errors import FaceLMError, InputFormatError
 from .extract import extract_choice
 from .mcq import LETTERS, Question, Task, build_prompt
@@ -115,19 +116,11 @@ def answer_batch(model: Any, batch: Sequence[tuple[Task, Question]], cfg: MCQCon
 
 def _done_keys(path: Path) -> dict[tuple[str, str], dict]:
     """Records already written by an earlier run (a partial last line is dropped)."""
-    if not path.exists():
-        return {}
-    raw = path.read_text(encoding="utf-8")
-    lines = raw.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        path.write_text("".join(lines[:-1]), encoding="utf-8")
-        lines = lines[:-1]
     out = {}
-    for n, line in enumerate(lines, 1):
+    for n, rec in enumerate(repair(path), 1):
         try:
-            rec = json.loads(line)
             out[(rec["file"], rec["id"])] = rec
-        except (ValueError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise InputFormatError(f"line {n} is not an MCQ prediction ({exc})", item=str(path),
                                    hint="use a new --out folder, or delete that line") from exc
     return out

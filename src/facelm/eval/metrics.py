@@ -85,6 +85,15 @@ def check_pairs(preds: dict[str, str], refs: dict[str, list[str]]) -> list[str]:
     return list(refs)
 
 
+def regroup(flat: list[str], refs: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """Undo `hyps + [r for rs in refs for r in rs]` after tokenizing: (hyps, each item's refs)."""
+    hyps, item_refs, k = flat[:len(refs)], [], len(refs)
+    for rs in refs:
+        item_refs.append(flat[k:k + len(rs)])
+        k += len(rs)
+    return hyps, item_refs
+
+
 def evaluate_texts(preds: dict[str, str], refs: dict[str, list[str]],
                    cfg: MetricsConfig = MetricsConfig(), *, progress: bool = False) -> MetricsResult:
     """All metrics with per-item scores, notes on approximations and per-stage timings."""
@@ -100,10 +109,7 @@ def evaluate_texts(preds: dict[str, str], refs: dict[str, list[str]],
     try:
         t = time.perf_counter()
         flat, res.tokenizer = tokenize(hyps_raw + [r for rs in refs_raw for r in rs], cfg.tokenizer)
-        hyps, item_refs, k = flat[:len(ids)], [], len(ids)
-        for rs in refs_raw:
-            item_refs.append(flat[k:k + len(rs)])
-            k += len(rs)
+        hyps, item_refs = regroup(flat, refs_raw)
         res.timings["tokenize"] = time.perf_counter() - t
         t = time.perf_counter()
         ngram, items = ngram_metrics(hyps, item_refs)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..data.store import repair
 from ..errors import FaceLMError, InputFormatError
 
 SCORES = ("fused", "sface", "dlib")
@@ -108,8 +109,7 @@ def verification_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     _check_inputs(out, "pairs", {"pairs_sha256": _sha256(used), "root": str(Path(root).resolve())})
     run(BatchConfig(pairs=used, out=out / "pairs.jsonl", root=root, workers=args.workers),
         progress=not args.quiet)
-    recs = sorted((json.loads(ln) for ln in open(out / "pairs.jsonl", encoding="utf-8")),
-                  key=lambda r: r["index"])
+    recs = sorted(repair(out / "pairs.jsonl"), key=lambda r: r["index"])
     labels = np.array([_label(r.get("input_same", r.get("same")), r["index"] + 2, used) for r in recs])
     failed = [r for r in recs if "error" in r]
     score = lambda r, k: FAIL_SCORE if "error" in r else (r["score"] if k == "fused" else r["scores"][k])  # noqa: E731
@@ -151,12 +151,7 @@ def attribute_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     root = args.labels_root or args.labels.parent
     _check_inputs(out, "attributes", {"labels_sha256": _sha256(args.labels), "root": str(Path(root).resolve())})
     cache_path = out / "attributes.jsonl"
-    done = {}
-    if cache_path.exists():
-        for ln in cache_path.read_text(encoding="utf-8").splitlines():
-            if ln.strip().endswith("}"):
-                rec = json.loads(ln)
-                done[rec["file"]] = rec
+    done = {rec["file"]: rec for rec in repair(cache_path)}  # a killed run's partial line is cut
     todo = [r["file"] for r in rows if r["file"] not in done]
     paths = [str(Path(root) / p) for p in todo]
     pool = ProcessPoolExecutor(args.workers) if args.workers > 1 and todo else None

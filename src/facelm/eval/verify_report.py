@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .metrics_report import markdown_table
+
 MODEL_NAMES = {"fused": "fused (shipped)", "sface": "SFace", "dlib": "dlib ResNet"}
 
 
@@ -17,13 +19,12 @@ def _protocol_md(v: dict[str, Any]) -> list[str]:
     fars = list(any_res["tar_at_far"])
     lines = [f"{v['pairs']} pairs ({any_res['same']} same, {any_res['different']} different); "
              f"{v['failed']} with a failed photo (scored as rejections). Folds: {v['folds']}.", "",
-             "| model | accuracy (mean ± std over folds) | ROC AUC | EER | "
-             + " | ".join(f"TAR@FAR={t}" for t in fars) + " |",
-             "|---|---|---|---|" + "---|" * len(fars)]
-    for name, r in v["protocol"].items():
-        lines.append(f"| {MODEL_NAMES.get(name, name)} | {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} | "
-                     f"{r['roc_auc']:.4f} | {r['eer']:.4f} | "
-                     + " | ".join(_f(r["tar_at_far"][t]) for t in fars) + " |")
+             markdown_table(
+                 ["model", "accuracy (mean ± std over folds)", "ROC AUC", "EER",
+                  *(f"TAR@FAR={t}" for t in fars)],
+                 [[MODEL_NAMES.get(name, name), f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}",
+                   f"{r['roc_auc']:.4f}", f"{r['eer']:.4f}", *(_f(r["tar_at_far"][t]) for t in fars)]
+                  for name, r in v["protocol"].items()])]
     if any_res["different"] < 1000:
         lines += ["", f"With {any_res['different']} different-person pairs FAR moves in steps of "
                   f"{any_res['far_resolution']:.4f}: TAR@FAR=0.001 means no false accept at all and is noisy."]
@@ -50,12 +51,11 @@ def _fairness_md(v: dict[str, Any]) -> list[str]:
     for attribute, fr in v["fairness"].items():
         src = ("from the CSV's labels" if fr["source"] == "labels" else
                "ESTIMATED by facelm's own age/gender models, not ground truth")
-        lines += ["", f"### {attribute} (groups {src})", "",
-                  "| group | pairs | same | different | accuracy | FAR | FRR | ROC AUC |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for g, r in fr["groups"].items():
-            lines.append(f"| {g} | {r['pairs']} | {r['same']} | {r['different']} | {_f(r['accuracy'])} | "
-                         f"{_f(r['far'])} | {_f(r['frr'])} | {_f(r['roc_auc'])} |")
+        lines += ["", f"### {attribute} (groups {src})", ""]
+        lines.append(markdown_table(
+            ["group", "pairs", "same", "different", "accuracy", "FAR", "FRR", "ROC AUC"],
+            [[g, r["pairs"], r["same"], r["different"], _f(r["accuracy"]), _f(r["far"]), _f(r["frr"]),
+              _f(r["roc_auc"])] for g, r in fr["groups"].items()]))
         lines += _gaps_md(fr["gaps"])
     if v.get("race_note"):
         lines += ["", f"Race: {v['race_note']}."]
@@ -73,12 +73,12 @@ def _attributes_md(a: dict[str, Any]) -> list[str]:
              f"age-group accuracy {_f(o['age_group_accuracy'])}, expression accuracy "
              f"{_f(o['expression_accuracy'])}."]
     for attribute, block in a["by"].items():
-        lines += ["", f"### by {attribute} (labels)", "",
-                  "| group | photos | gender accuracy | age MAE (years) | age-group accuracy | expression accuracy |",
-                  "|---|---|---|---|---|---|"]
-        for g, r in block["groups"].items():
-            lines.append(f"| {g} | {r['photos']} | {_f(r['gender_accuracy'])} | {_f(r['age_mae'], 2)} | "
-                         f"{_f(r['age_group_accuracy'])} | {_f(r['expression_accuracy'])} |")
+        lines += ["", f"### by {attribute} (labels)", ""]
+        lines.append(markdown_table(
+            ["group", "photos", "gender accuracy", "age MAE (years)", "age-group accuracy",
+             "expression accuracy"],
+            [[g, r["photos"], _f(r["gender_accuracy"]), _f(r["age_mae"], 2), _f(r["age_group_accuracy"]),
+              _f(r["expression_accuracy"])] for g, r in block["groups"].items()]))
         lines += _gaps_md(block["gaps"])
     if "race" not in a["by"]:
         lines += ["", "No race breakdown: the labels have no race column (facelm has no race classifier)."]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -31,6 +31,13 @@ class FaceVLM(abc.ABC):
                        **gen: Any) -> list[str]:
         """Answers for many (images, prompt) items; models that batch override this."""
         return [self.generate(images, prompt, **gen) for images, prompt in items]
+
+    def ask(self, images: Sequence[ImageInput], questions: Mapping[str, str],
+            **gen: Any) -> dict[str, str]:
+        """Answers to several questions about the same images, keyed as `questions` (e.g. by
+        aspect or tier), in one `generate_batch` call."""
+        texts = self.generate_batch([(images, q) for q in questions.values()], **gen)
+        return dict(zip(questions, texts))
 
     def score_choices(self, images: Sequence[ImageInput], prompt: str,
                       choices: Sequence[str]) -> list[float]:

@@ -61,7 +61,6 @@ def encode_examples(processor: Any, items: Sequence[tuple[Sequence[Any], str, st
     `end_of_turn=False` keeps only the answer itself (used to score multiple-choice options).
     `cutoff` truncates answers so a sample has at most that many tokens.
     """
-    import torch
     enc = encode_prompts(processor, [(imgs, q) for imgs, q, _ in items], padding_side="left")
     tok = processor.tokenizer
     rows: list[dict[str, list[int]]] = []
@@ -91,18 +90,12 @@ def encode_examples(processor: Any, items: Sequence[tuple[Sequence[Any], str, st
     for k, v in enc.items():  # pixel values, grids, patch counts: as the processor batched them
         if k not in per_token:
             out[k] = v
-    out["labels"] = torch.tensor([r + [IGNORE_INDEX] * (out["input_ids"].shape[1] - len(r))
-                                  for r in (row["labels"] for row in rows)])
     return out
 
 
 def _pad_right(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
     import torch
     width = max(len(r["input_ids"]) for r in rows)
-    out = {}
-    for k in rows[0]:
-        if k == "labels":
-            continue
-        fill = pad_id if k == "input_ids" else 0
-        out[k] = torch.tensor([r[k] + [fill] * (width - len(r[k])) for r in rows])
-    return out
+    fills = {"input_ids": pad_id, "labels": IGNORE_INDEX}  # every other field pads with 0
+    return {k: torch.tensor([r[k] + [fills.get(k, 0)] * (width - len(r[k])) for r in rows])
+            for k in rows[0]}

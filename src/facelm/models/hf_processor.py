@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from ..errors import ModelNotInstalledError
 
+
 def _internvl() -> type:
     from transformers import InternVLProcessor
 
@@ -24,20 +25,12 @@ def _internvl() -> type:
     return ImageOnly
 
 
-def _qwen2_vl() -> type:
-    from transformers import Qwen2VLProcessor
+def _qwen_vl(class_name: str) -> type:
+    """Qwen2-VL and Qwen2.5-VL processors share one signature."""
+    import transformers
+    base = getattr(transformers, class_name)
 
-    class ImageOnly(Qwen2VLProcessor):
-        def __init__(self, image_processor: Any = None, tokenizer: Any = None,
-                     chat_template: Any = None, **kwargs: Any) -> None:
-            super().__init__(image_processor, tokenizer, None, chat_template, **kwargs)
-    return ImageOnly
-
-
-def _qwen2_5_vl() -> type:
-    from transformers import Qwen2_5_VLProcessor
-
-    class ImageOnly(Qwen2_5_VLProcessor):
+    class ImageOnly(base):  # type: ignore[misc, valid-type]
         def __init__(self, image_processor: Any = None, tokenizer: Any = None,
                      chat_template: Any = None, **kwargs: Any) -> None:
             super().__init__(image_processor, tokenizer, None, chat_template, **kwargs)
@@ -59,8 +52,8 @@ def _smolvlm() -> type:
 # `video_processor`. Processors without a video processor (LLaVA, Idefics3) need no entry.
 IMAGE_ONLY_PROCESSORS: dict[str, Callable[[], type]] = {
     "InternVLProcessor": _internvl,
-    "Qwen2VLProcessor": _qwen2_vl,
-    "Qwen2_5_VLProcessor": _qwen2_5_vl,
+    "Qwen2VLProcessor": functools.partial(_qwen_vl, "Qwen2VLProcessor"),
+    "Qwen2_5_VLProcessor": functools.partial(_qwen_vl, "Qwen2_5_VLProcessor"),
     "SmolVLMProcessor": _smolvlm,
 }
 
@@ -114,7 +107,3 @@ def load_processor(name_or_path: str, **hub_kw: Any) -> Any:
     # Without torchvision, AutoImageProcessor picks the PIL backend for a "...Fast" name by itself.
     return image_only(name).from_pretrained(name_or_path, **hub_kw)
 
-
-def save_processor(processor: Any, out: str | Path) -> None:
-    """Save a processor so that `AutoProcessor` loads it anywhere (the class name is the base's)."""
-    processor.save_pretrained(str(out))

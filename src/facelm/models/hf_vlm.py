@@ -78,9 +78,8 @@ class HFVLM(FaceVLM):
         return next(self.model.parameters()).device
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        dtype = next(self.model.parameters()).dtype
-        return {k: (v.to(self.device, dtype=dtype) if v.is_floating_point() else v.to(self.device))
-                for k, v in batch.items()}
+        first = next(self.model.parameters())
+        return to_device(batch, first.device, first.dtype)
 
     def generate(self, images: Sequence[ImageInput], prompt: str, *, max_new_tokens: int = 256,
                  do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> str:
@@ -114,12 +113,25 @@ class HFVLM(FaceVLM):
         batch = self._to_device(dict(batch))
         labels = batch.pop("labels")
         with torch.inference_mode():
-            logits = self.model(**batch).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)  # token t+1 predicted at t
-        target = labels[:, 1:]
-        mask = target != IGNORE_INDEX
-        picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return (picked * mask).sum(dim=1).tolist()
+            logits = self.model(**batch).logits
+        return answer_logprobs(logits, labels)[0].tolist()
+
+
+def to_device(batch: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
+    """`batch` on `device`, floating-point tensors (pixel values) cast to the model's `dtype`."""
+    return {k: v.to(device, dtype=dtype) if v.is_floating_point() else v.to(device)
+            for k, v in batch.items()}
+
+
+def answer_logprobs(logits: Any, labels: Any) -> tuple[Any, Any]:
+    """Per row: the summed log-probability of the labelled tokens (labels != IGNORE_INDEX) under
+    `logits`, and how many there are. Token t+1 is predicted at position t."""
+    import torch
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    target = labels[:, 1:]
+    mask = target != IGNORE_INDEX
+    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(dim=1), mask.sum(dim=1)
 
 
 def resolve_base(name_or_path: str | Path) -> str:

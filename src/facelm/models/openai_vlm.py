@@ -12,7 +12,7 @@ benchmark against a vLLM server fast.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from pathlib import Path
 from typing import Any, Sequence
 
 from .base import FaceVLM, ImageInput
@@ -25,48 +25,56 @@ class OpenAIVLM(FaceVLM):
         self.cfg = OpenAIConfig(model=model, base_url=base_url or DEFAULT_BASE_URL,
                                 max_side=max_side, **config)
         self.concurrency = max(1, int(concurrency))
-        self.name = f"openai:{model}@{self.cfg.base_url}"
+        self.name = self.cfg.name
         self.usage: dict[str, float] = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
 
-    def _body(self, images: Sequence[ImageInput], prompt: str, max_new_tokens: int,
-              do_sample: bool, temperature: float, seed: int) -> dict[str, Any]:
-        from ..teacher.openai_teacher import encode_image
-        content: list[dict[str, Any]] = [
-            {"type": "image_url", "image_url": {"url": encode_image(img, self.cfg.max_side)}}
-            for img in images]
+    def _body(self, urls: Sequence[str], prompt: str, max_new_tokens: int = 256,
+              do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": u}}
+                                         for u in urls]
         content.append({"type": "text", "text": prompt})
         # Greedy unless sampling is asked for, as the local models do.
         return {"model": self.cfg.model, "max_tokens": max_new_tokens, "seed": seed,
                 "temperature": temperature if do_sample else 0.0,
                 "messages": [{"role": "user", "content": content}]}
 
-    async def _run(self, bodies: list[dict[str, Any]]) -> list[str]:
-        from ..teacher.openai_teacher import OpenAITeacher
-        teacher = OpenAITeacher(replace(self.cfg))
-        limit = asyncio.Semaphore(self.concurrency)
-        teacher.share_limit(limit)
+    async def _run(self, items: Sequence[tuple[Sequence[ImageInput], str]],
+                   gen: dict[str, Any]) -> list[str]:
+        from ..teacher.openai_teacher import OpenAITeacher, encode_image
+        teacher = OpenAITeacher(self.cfg)
+        teacher.share_limit(asyncio.Semaphore(self.concurrency))
+        # Each photo is encoded once per batch (the questions about one face share it), in a
+        # thread, while the requests already encoded are out.
+        encoded: dict[Any, asyncio.Future] = {}
 
-        async def one(i: int, body: dict[str, Any]) -> str:
-            reply = await teacher.post(body, item=f"request {i}")
+        def data_url(img: ImageInput) -> asyncio.Future:
+            key = str(img) if isinstance(img, (str, Path)) else id(img)  # items keep img alive
+            if key not in encoded:
+                encoded[key] = asyncio.ensure_future(
+                    asyncio.to_thread(encode_image, img, self.cfg.max_side))
+            return encoded[key]
+
+        async def one(i: int, images: Sequence[ImageInput], prompt: str) -> str:
+            urls = [await data_url(img) for img in images]
+            reply = await teacher.post(self._body(urls, prompt, **gen), item=f"request {i}")
             for k in ("prompt_tokens", "completion_tokens"):
                 self.usage[k] += reply.usage.get(k) or 0
             self.usage["requests"] += 1
             return reply.text
         try:
-            return list(await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies))))
+            return list(await asyncio.gather(*(one(i, *item) for i, item in enumerate(items))))
         finally:
             await teacher.aclose()
 
     def generate(self, images: Sequence[ImageInput], prompt: str, *, max_new_tokens: int = 256,
                  do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> str:
-        body = self._body(images, prompt, max_new_tokens, do_sample, temperature, seed)
-        return asyncio.run(self._run([body]))[0]
+        gen = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
+               "temperature": temperature, "seed": seed}
+        return asyncio.run(self._run([(images, prompt)], gen))[0]
 
     def generate_batch(self, items: Sequence[tuple[Sequence[ImageInput], str]],
                        **gen: Any) -> list[str]:
-        opts = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "seed": 0, **gen}
-        bodies = [self._body(images, prompt, **opts) for images, prompt in items]
-        return asyncio.run(self._run(bodies))
+        return asyncio.run(self._run(items, gen))
 
     # score_choices: chat endpoints return log-probabilities of the tokens they generate, not of
     # arbitrary option texts, so the base class's NotImplementedError stands and the multiple-choice

@@ -14,13 +14,12 @@ from typing import Any, Callable
 
 from .base import FaceVLM
 
-# name -> "module:function"; the function takes **kwargs and returns a FaceVLM. Plain dict, no magic.
-_LOADERS: dict[str, str] = {
-    "evidence": "facelm.models.evidence:load",
-    "openai": "facelm.models.openai_vlm:load",
-    "verlm": "facelm.models.verlm:load",
-    "hf": "facelm.models.hf_vlm:load",
-}
+# Named models: name -> "module:function" (the function takes **kwargs, returns a FaceVLM).
+_LOADERS: dict[str, str] = {"evidence": "facelm.models.evidence:load"}
+# The loaders behind the spec forms; not names a user types.
+_OPENAI = "facelm.models.openai_vlm:load"
+_VERLM = "facelm.models.verlm:load"
+_HF = "facelm.models.hf_vlm:load"
 
 
 def register(name: str, target: str) -> None:
@@ -39,7 +38,8 @@ def load_model(spec: str, **kwargs: Any) -> FaceVLM:
         return _resolve(_LOADERS[spec])(**kwargs)
     if spec.startswith("openai:"):
         model, _, base_url = spec[len("openai:"):].partition("@")
-        return _resolve(_LOADERS["openai"])(model=model, base_url=base_url or None, **kwargs)
-    if (Path(spec) / "verlm_config.json").is_file():
-        return _resolve(_LOADERS["verlm"])(path=spec, **kwargs)
-    return _resolve(_LOADERS["hf"])(name_or_path=spec, **kwargs)
+        return _resolve(_OPENAI)(model=model, base_url=base_url or None, **kwargs)
+    from .verlm.config import CONFIG_NAME
+    if (Path(spec) / CONFIG_NAME).is_file():
+        return _resolve(_VERLM)(path=spec, **kwargs)
+    return _resolve(_HF)(name_or_path=spec, **kwargs)

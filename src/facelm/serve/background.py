@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from .config import ServeConfig
+from .config import ServeConfig, base_url
 
 
 class BackgroundServer:
@@ -46,8 +46,7 @@ class BackgroundServer:
                 raise TimeoutError(f"the server did not start within {self.start_timeout:.0f} s")
             time.sleep(0.05)
         port = self._server.servers[0].sockets[0].getsockname()[1]
-        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        self.url = f"http://{host}:{port}"
+        self.url = base_url(self.config.host, port)
         return self.url
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,6 @@ http(s) URLs are refused, because the server fetches nothing from the network.
 """
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from typing import Any
@@ -20,7 +19,7 @@ from . import engine
 from .auth import require_token
 from .errors import APIError
 from .openapi_docs import CHAT_BODY, ERROR_RESPONSES
-from .uploads import decode_base64_image, parse_json, read_body
+from .uploads import base64_body_limit, decode_base64_image, parse_json, read_body
 
 router = APIRouter()
 # Text around the images: prompts are short; this bounds the body together with the images.
@@ -44,10 +43,9 @@ async def chat_completions(request: Request) -> JSONResponse:
     cfg = state.config
     model = state.chat_model
     if model is None:
-        raise APIError(503, "this server has no chat model", type="model_not_available",
-                       hint="start it with --model SPEC (e.g. --model evidence, or a checkpoint folder)")
+        raise engine.no_chat_model()
     async with state.pool.slot():
-        limit = cfg.max_images_per_chat * math.ceil(cfg.max_upload_bytes * 4 / 3) + TEXT_SLACK
+        limit = base64_body_limit(cfg.max_images_per_chat, cfg.max_upload_bytes, TEXT_SLACK)
         req = parse_json(await read_body(request, limit))
         images, prompt, gen = parse_request(req, cfg.max_upload_bytes, cfg.max_images_per_chat)
         text = await state.pool.run(engine.chat, images, prompt, gen, cfg.max_pixels)

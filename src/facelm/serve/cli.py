@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from .config import (DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, TOKEN_ENV, ConfigError,
-                     ServeConfig, token_from_env)
+                     ServeConfig, base_url, token_from_env)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -21,9 +21,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--model", metavar="SPEC",
                    help="FaceVLM for chat completions and for the texts of verify/describe: "
                         "'evidence', a checkpoint folder or a Hugging Face model")
-    p.add_argument("--workers", type=int, default=2, help="analysis processes, each with its own models (default 2)")
-    p.add_argument("--queue", type=int, default=8,
-                   help="requests in progress at once, running or waiting; more get 503 (default 8)")
+    p.add_argument("--workers", type=int, default=ServeConfig.workers,
+                   help="analysis processes, each with its own models (default %(default)d)")
+    p.add_argument("--queue", type=int, default=ServeConfig.queue,
+                   help="requests in progress at once, running or waiting; more get 503 (default %(default)d)")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20,
                    help="largest accepted photo in MiB (default %(default)g)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -52,7 +53,7 @@ def handler(args: argparse.Namespace) -> int:
 
     from .app import create_app
     app = create_app(config)
-    where = f"http://{'[' + config.host + ']' if ':' in config.host else config.host}:{config.port}/"
+    where = base_url(config.host, config.port) + "/"
     print(f"facelm serve: {where} (token {'required' if config.token else 'off'}; "
           f"{config.workers} workers, queue {config.queue})", file=sys.stderr, flush=True)
     # access_log stays on: uvicorn logs method, path and status only, never bodies or file names.

@@ -67,6 +67,11 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to a public address
 
 
+def base_url(host: str, port: int) -> str:
+    """http://host:port, with an IPv6 address in brackets."""
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
 def token_from_env() -> str | None:
     """The token from FACELM_TOKEN; an empty value counts as unset."""
     return os.environ.get(TOKEN_ENV) or None

@@ -65,6 +65,11 @@ def _name(model: Any) -> str | None:
     return None if model is None else str(getattr(model, "name", "") or type(model).__name__)
 
 
+def no_chat_model() -> APIError:
+    return APIError(503, "this server has no chat model", type="model_not_available",
+                    hint="start it with --model SPEC (e.g. --model evidence, or a checkpoint folder)")
+
+
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     """(fn(*args), seconds), with facelm's errors turned into APIErrors, which survive pickling
     back to the server process with their item and hint."""
@@ -87,8 +92,7 @@ def verify(image_a: bytes, name_a: str, image_b: bytes, name_b: str, opts: Verif
     model = _MODELS["text"]
     if model is not None:
         from ..data.schema import PAIR_QUESTIONS
-        for tier, question in PAIR_QUESTIONS.items():
-            out["explanation"][tier] = model.generate([rgb_a, rgb_b], question, seed=opts.seed)
+        out["explanation"].update(model.ask([rgb_a, rgb_b], PAIR_QUESTIONS, seed=opts.seed))
         out["text_model"] = _name(model)
     return out
 
@@ -102,7 +106,7 @@ def describe(image: bytes, name: str, aspect: str | None, seed: int, max_pixels:
     model = _MODELS["text"]
     if model is not None:
         from ..data.schema import QA_QUESTIONS
-        out["answers"] = {k: model.generate([rgb], QA_QUESTIONS[k], seed=seed) for k in out["answers"]}
+        out["answers"] = model.ask([rgb], {k: QA_QUESTIONS[k] for k in out["answers"]}, seed=seed)
         out["text_model"] = _name(model)
     return out
 
@@ -111,8 +115,7 @@ def chat(images: Sequence[bytes], prompt: str, gen: dict[str, Any], max_pixels: 
     """One chat completion: the images decoded with limits, then the chat model's answer."""
     model = _MODELS["chat"]
     if model is None:
-        raise APIError(503, "this server has no chat model", type="model_not_available",
-                       hint="start it with --model SPEC (e.g. --model evidence, or a checkpoint folder)")
+        raise no_chat_model()
     rgbs = [load_rgb(data, max_pixels=max_pixels, name=f"image {i + 1}")
             for i, data in enumerate(images)]
     return model.generate(rgbs, prompt, **gen)

@@ -57,12 +57,8 @@ def _rebuild(status: int, message: str, type: str, item: str | None, hint: str |
 def from_facelm(exc: FaceLMError) -> APIError:
     """Map a facelm error (which already names its item and what to do) to an APIError."""
     status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 422)
-    # FaceLMError's str() is "item: message (hint)"; keep the parts separate in the JSON.
-    message = str(exc)
-    if exc.item and message.startswith(f"{exc.item}: "):
-        message = message[len(exc.item) + 2:]
-    if exc.hint and message.endswith(f" ({exc.hint})"):
-        message = message[: -len(exc.hint) - 3]
+    # The parts are kept separate in the JSON (str(exc) is "item: message (hint)").
+    message = getattr(exc, "message", None) or str(exc)
     return APIError(status, message, type=type(exc).__name__, item=exc.item, hint=exc.hint)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..explain import ASPECTS
+from .uploads import name_field
 
 VERIFY_DOC: dict[str, Any] = {
     "files": {"image_a": "the first photo", "image_b": "the second photo"},
@@ -51,7 +52,7 @@ def body_schema(doc: dict[str, Any]) -> dict[str, Any]:
                   "description": f"{text}: base64, or a data:image/...;base64, URL"}
            for name, text in doc["files"].items()}
     # JSON has no file names: name_a/name_b/name play that part (the `source` in the result).
-    b64.update({name.replace("image", "name", 1): {
+    b64.update({name_field(name): {
         "type": "string", "description": f"optional name of {text}, reported as its source"}
         for name, text in doc["files"].items()})
     return {"requestBody": {"required": True, "content": {

@@ -18,8 +18,8 @@ from . import engine
 from .auth import require_token
 from .errors import APIError
 from .openapi_docs import DESCRIBE_DOC, ERROR_RESPONSES, VERIFY_DOC, body_schema
-from .uploads import (BODY_SLACK, Form, clean_name, decode_base64_image, parse_json, read_body,
-                      read_form)
+from .uploads import (BODY_SLACK, Form, base64_body_limit, clean_name, decode_base64_image,
+                      name_field, parse_json, read_body, read_form)
 
 router = APIRouter()
 _TRUE = {"1", "true", "yes", "on"}
@@ -92,7 +92,7 @@ async def read_images(request: Request, names: tuple[str, ...], cfg: Any) -> For
                                hint="choose the photo again")
         return form
     if ctype == "application/json":
-        limit = len(names) * math.ceil(cfg.max_upload_bytes * 4 / 3) + BODY_SLACK
+        limit = base64_body_limit(len(names), cfg.max_upload_bytes, BODY_SLACK)
         obj = parse_json(await read_body(request, limit))
         missing = [n for n in names if n not in obj]
         if missing:
@@ -107,12 +107,6 @@ async def read_images(request: Request, names: tuple[str, ...], cfg: Any) -> For
         return form
     raise APIError(415, f"unsupported content type {ctype or '(none)'!r}", type="unsupported_media_type",
                    hint="send multipart/form-data with image files, or application/json with base64 images")
-
-
-def name_field(image_field: str) -> str:
-    """The JSON key naming an image (image_a -> name_a): it becomes the analysis' `source`, as a
-    multipart file name does, so both forms give the same JSON for the same name."""
-    return image_field.replace("image", "name", 1)
 
 
 def _bool(form: Form, key: str) -> bool:

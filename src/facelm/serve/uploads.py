@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
@@ -39,18 +40,35 @@ def too_large(what: str, limit: int) -> APIError:
                          "or restart the server with a larger --max-upload-mb")
 
 
-async def read_body(request: Any, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes `limit` bytes."""
+def base64_body_limit(images: int, max_bytes: int, slack: int) -> int:
+    """Largest JSON body holding `images` base64 images of at most `max_bytes` each, plus `slack`."""
+    return images * math.ceil(max_bytes * 4 / 3) + slack
+
+
+def name_field(image_field: str) -> str:
+    """The JSON key naming an image (image_a -> name_a): it becomes the analysis' `source`, as a
+    multipart file name does, so both forms give the same JSON for the same name."""
+    return image_field.replace("image", "name", 1)
+
+
+async def _chunks(request: Any, limit: int) -> AsyncIterator[bytes]:
+    """The body's non-empty chunks, refused with 413 as soon as it passes `limit` bytes (at once
+    when the declared Content-Length already does)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large("request body", limit)
-    chunks, size = [], 0
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise too_large("request body", limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if chunk:
+            yield chunk
+
+
+async def read_body(request: Any, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes `limit` bytes."""
+    return b"".join([chunk async for chunk in _chunks(request, limit)])
 
 
 def clean_name(name: str | None, default: str) -> str:
@@ -75,33 +93,21 @@ async def read_form(request: Any, file_limit: int, body_limit: int) -> Form:
                        hint="let your HTTP client build the multipart body (curl -F, requests files=)")
     state = _PartState(file_limit)
     parser = MultipartParser(boundary, state.callbacks(parse_options_header))
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > body_limit:
-        raise too_large("request body", body_limit)
-    size = 0
-    async for chunk in _stream(request):
-        size += len(chunk)
-        if size > body_limit:
-            raise too_large("request body", body_limit)
-        try:
-            parser.write(chunk)
-        except APIError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the parser raises several types on bad input
-            raise APIError(400, f"malformed multipart body ({exc})",
-                           hint="let your HTTP client build the multipart body") from exc
-    try:
-        parser.finalize()
-    except Exception as exc:  # noqa: BLE001 - as above
-        raise APIError(400, f"malformed multipart body ({exc})",
-                       hint="let your HTTP client build the multipart body") from exc
+    async for chunk in _chunks(request, body_limit):
+        _parse(parser.write, chunk)
+    _parse(parser.finalize)
     return state.form
 
 
-async def _stream(request: Any) -> AsyncIterator[bytes]:
-    async for chunk in request.stream():
-        if chunk:
-            yield chunk
+def _parse(step: Any, *args: Any) -> None:
+    """One parser call; its errors on bad input become 400 (our limits' APIErrors pass through)."""
+    try:
+        step(*args)
+    except APIError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the parser raises several types on bad input
+        raise APIError(400, f"malformed multipart body ({exc})",
+                       hint="let your HTTP client build the multipart body") from exc
 
 
 class _PartState:

@@ -64,6 +64,11 @@ def _key(value: Any) -> str:
     return re.sub(r"[\s\-_/]+", "_", str(value).strip().lower())
 
 
+def canonical_gender(value: Any) -> str | None:
+    """'male' / 'female' for the usual spellings ("M", "Woman", "female"...); None otherwise."""
+    return None if value is None else _GENDER.get(_key(value))
+
+
 def age_phrase(value: Any) -> str | None:
     """'about 34 years old' (exact age), 'between 20 and 29 years old' (bin), 'over 70 years old'."""
     if value is None or str(value).strip() == "":
@@ -97,7 +102,7 @@ def gender_word(value: Any, age: Any = None) -> str | None:
     kept as given."""
     if value is None or str(value).strip() == "":
         return None
-    g = _GENDER.get(_key(value))
+    g = canonical_gender(value)
     if g is None:
         return f"person of gender '{str(value).strip()}'"
     return (_CHILD_NOUN if _is_child(age) else _GENDER_NOUN)[g]
@@ -124,7 +129,7 @@ def _tells(labels: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     g = labels.get("gender")
     if g not in (None, ""):
-        out += [str(g).strip()] + list(_GENDER_TELLS.get(_GENDER.get(_key(g), ""), ()))
+        out += [str(g).strip()] + list(_GENDER_TELLS.get(canonical_gender(g) or "", ()))
     r = labels.get("race")
     if r not in (None, ""):
         out.append(str(r).strip())

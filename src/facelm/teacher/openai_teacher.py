@@ -51,11 +51,16 @@ class OpenAIConfig:
     price_out: float | None = None
     transport: str = "auto"           # "lean" | "httpx" | "auto" (httpx when a proxy is set)
 
+    @property
+    def name(self) -> str:
+        """'openai:MODEL@BASE_URL', as records and manifests name the teacher."""
+        return f"openai:{self.model}@{self.base_url}"
+
 
 class OpenAITeacher(Teacher):
     def __init__(self, cfg: OpenAIConfig):
         self.cfg = cfg
-        self.name = f"openai:{cfg.model}@{cfg.base_url}"
+        self.name = cfg.name
         key = os.environ.get(cfg.api_key_env, "")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         # No connection limit here: the job's semaphore bounds requests in flight.

@@ -9,6 +9,6 @@ TRAINERS: dict[str, str] = {"verlm": "facelm.train.verlm_cli", "vlm": "facelm.tr
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a VerLM prefix model or LoRA-tune a Hugging Face VLM")
     tsub = p.add_subparsers(dest="trainer", required=True)
-    from ..cli import _add_group
+    from ..cli import add_group
     for module in TRAINERS.values():
-        _add_group(tsub, module)
+        add_group(tsub, module)

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputFormatError
-from ..models.verlm.config import VerLMConfig
+from ..models.verlm.config import CONFIG_NAME, VerLMConfig
 from .common import save_config, save_loss_curve, set_seed
 
 STAGES: dict[str, tuple[str, ...]] = {"mapper": ("mapper",), "full": ("full",),
                                       "both": ("mapper", "full")}
+LM_TRAIN = ("lora", "full")
 STATE_FILE, OPTIM_FILE = "train_state.json", "optimizer.pt"
 
 
@@ -48,7 +49,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise InputFormatError(f"--stage must be one of {list(STAGES)}", item=self.stage)
-        if self.lm_train not in ("lora", "full"):
+        if self.lm_train not in LM_TRAIN:
             raise InputFormatError("--lm-train must be lora or full", item=self.lm_train)
 
 
@@ -59,17 +60,19 @@ def _precision(requested: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def _read_state(out: Path) -> dict[str, Any]:
+def _read_state(out: Path, resume: bool) -> dict[str, Any]:
+    """The saved progress when resuming an interrupted run, else (or if none) a fresh start."""
     path = out / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {"done": [], "stage": None, "step": 0,
-                                                                "losses": []}
+    if resume and path.is_file():
+        return json.loads(path.read_text())
+    return {"done": [], "stage": None, "step": 0, "losses": []}
 
 
 def _build_model(tc: TrainConfig, out: Path, state: dict[str, Any]) -> Any:
     from ..models.verlm.checkpoint import load_checkpoint
     from ..models.verlm.lm import load_lm
     from ..models.verlm.model import VerLM
-    if tc.resume and (out / "verlm_config.json").is_file() and (state["done"] or state["step"]):
+    if tc.resume and (out / CONFIG_NAME).is_file() and (state["done"] or state["step"]):
         return load_checkpoint(out, trainable=True)
     lm, tok = load_lm(tc.model.lm, tc.model.lm_layers)
     return VerLM(tc.model, lm, tok)
@@ -198,7 +201,7 @@ def train(tc: TrainConfig) -> Path:
     # unused parameters are normal here (no second image or score token in a QA-only batch)
     acc = Accelerator(gradient_accumulation_steps=tc.grad_accum, mixed_precision=_precision(tc.mixed_precision),
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    state = _read_state(out) if tc.resume else {"done": [], "stage": None, "step": 0, "losses": []}
+    state = _read_state(out, tc.resume)
     model = _build_model(tc, out, state)
     records = select_records(tc.data, kinds=tc.kinds, tiers=tc.tiers, aspects=tc.aspects,
                              limit=tc.max_records)

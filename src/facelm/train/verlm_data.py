@@ -46,9 +46,9 @@ def build_items(records: Sequence[Record], data: str | Path, tok: Any, cfg: Any,
     """FaceItems for training; photos without a face are skipped with a count on stderr."""
     from tqdm import tqdm
     from ..models.verlm.inputs import make_item
-    items, skipped, first_error = [], 0, ""
+    items, skipped, first_error, folder = [], 0, "", Path(data)
     for r in tqdm(records, desc="features", disable=not show, file=sys.stderr):
-        images = [resolve_image(p, Path(data)) for p in r.images]
+        images = [resolve_image(p, folder) for p in r.images]
         try:
             items.append(make_item(images, r.question, tok, cfg, extractor, r.answer, max_answer_tokens))
         except FaceLMError as exc:  # NoFaceError / ImageLoadError: the record cannot be used

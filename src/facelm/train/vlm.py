@@ -42,8 +42,10 @@ class TrainResult:
 def _accelerator(cfg: VLMTrainConfig) -> Any:
     import torch
     from accelerate import Accelerator
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available()
-                                       and torch.cuda.is_bf16_supported())
+
+    from ..models.hf_vlm import pick_dtype
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto"
+                                       and pick_dtype("auto") == torch.bfloat16)
     return Accelerator(gradient_accumulation_steps=cfg.grad_accum,
                        mixed_precision="bf16" if bf16 else "no")
 
@@ -84,7 +86,8 @@ def _check_same_run(cfg: VLMTrainConfig, out: Path) -> None:
         return
     saved = VLMTrainConfig.load(out)
     if saved != cfg:
-        diff = [k for k, v in asdict(cfg).items() if asdict(saved).get(k) != v]
+        before = asdict(saved)
+        diff = [k for k, v in asdict(cfg).items() if before.get(k) != v]
         raise FaceLMError(f"--resume with a different config ({', '.join(diff)} changed)",
                           item=str(out), hint="use the same options, or a new --out to start over")
 
@@ -97,12 +100,17 @@ def _resume(acc: Any, out: Path) -> TrainState:
     return TrainState(**json.loads((found[-1] / STATE_FILE).read_text(encoding="utf-8")))
 
 
+def _save_state(state: TrainState, folder: Path) -> None:
+    from .common import save_config
+    save_config(state, folder / STATE_FILE)
+
+
 def _save_checkpoint(acc: Any, cfg: VLMTrainConfig, state: TrainState) -> None:
     out = Path(cfg.out)
     folder = out / "checkpoints" / f"step-{state.step:06d}"
     acc.save_state(str(folder))
     if acc.is_main_process:
-        (folder / STATE_FILE).write_text(json.dumps(asdict(state)), encoding="utf-8")
+        _save_state(state, folder)
         cfg.save(folder)
         for old in checkpoints(out)[: -cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
@@ -127,21 +135,17 @@ def _step(acc: Any, model: Any, optimizer: Any, batches: list[dict[str, Any]],
     return acc.reduce(torch.stack(losses).mean(), reduction="mean")
 
 
-def _to(batch: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
-    return {k: v.to(device, dtype=dtype) if v.is_floating_point() else v.to(device)
-            for k, v in batch.items()}
-
-
 def _loop(acc: Any, parts: tuple[Any, Any, Any, Any], examples: list[Any], sched: Any,
           cfg: VLMTrainConfig, state: TrainState, end: int, bar: Any) -> None:
     """Optimizer steps from state.step up to `end`, checkpointing every cfg.save_every."""
+    from ..models.hf_vlm import to_device
     from .vlm_data import collate, micro_batches
     model, optimizer, scheduler, processor = parts
     dtype = next(p for p in model.parameters() if not p.requires_grad).dtype  # the base's dtype
     model.train()
     while state.step < end:
-        batches = [_to(dict(collate(processor, [examples[i] for i in idx], cfg.cutoff)),
-                       acc.device, dtype)
+        batches = [to_device(dict(collate(processor, [examples[i] for i in idx], cfg.cutoff)),
+                             acc.device, dtype)
                    for idx in micro_batches(sched, state.step, acc.process_index, cfg.seed)]
         loss = _step(acc, model, optimizer, batches, cfg.max_grad_norm).item()
         scheduler.step()
@@ -207,7 +211,7 @@ def _save_adapter(acc: Any, model: Any, processor: Any, cfg: VLMTrainConfig,
         acc.unwrap_model(model).save_pretrained(str(adapter), state_dict=state_dict)
         processor.save_pretrained(str(adapter))
         cfg.save(adapter)
-        (out / STATE_FILE).write_text(json.dumps(asdict(state)), encoding="utf-8")
+        _save_state(state, out)
         if state.losses:
             save_loss_curve(state.losses, out / "loss_curve.png", title=f"LoRA on {Path(cfg.base).name}")
     acc.wait_for_everyone()

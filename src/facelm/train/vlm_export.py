@@ -95,21 +95,26 @@ def export_merged(adapter: str | Path, out: str | Path, *, base: str | None = No
                           float((adapted - base_logits).abs().max()), check)
     if check:
         report = _check(out, probe, adapted, report, atol)
-    (out / EXPORT_INFO).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+    _write_report(report)
     return report
+
+
+def _write_report(report: ExportReport) -> None:
+    path = Path(report.out) / EXPORT_INFO
+    path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
 
 
 def _check(out: Path, probe: dict[str, Any], adapted: Any, report: ExportReport,
            atol: float) -> ExportReport:
     from dataclasses import replace
 
-    from transformers import AutoModelForImageTextToText
     import torch
+    from transformers import AutoModelForImageTextToText
     reloaded = AutoModelForImageTextToText.from_pretrained(str(out), dtype=torch.float32).eval()
     diff = float((_logits(reloaded, probe) - adapted).abs().max())
     report = replace(report, max_abs_diff=diff)
     if not diff <= atol:
-        (out / EXPORT_INFO).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+        _write_report(report)
         raise FaceLMError(f"the merged model's logits differ from base + adapter by {diff:.3g} "
                           f"(tolerance {atol})", item=str(out),
                           hint="do not use this export; report it with facelm_export.json")

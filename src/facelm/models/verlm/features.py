@@ -10,13 +10,16 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from ...cache import cache_dir
 from ...errors import FaceLMError, NoFaceError
 from ...faces.types import EXPRESSIONS, FaceAnalysis
+
+if TYPE_CHECKING:
+    from ...verify import Comparison
 
 FEATURE_VERSION = 1
 CROP_SIZE = 32  # grey aligned crop kept for the optional pixel encoder
@@ -99,18 +102,14 @@ def feature_vector(fa: FaceAnalysis) -> np.ndarray:
     return out
 
 
-def pair_features(a: FaceAnalysis, b: FaceAnalysis) -> np.ndarray:
+def pair_features(c: Comparison) -> np.ndarray:
     """(PAIR_FEATURE_DIM,): the calibrated verification result the text's verdict must agree with."""
-    from ...verify import compare_analyses
-    c = compare_analyses(a, b)
     return np.asarray([c.score, (c.score - c.threshold) * 5, c.probability * 2 - 1,
                        c.scores["sface"], c.scores["dlib"], 1.0 if c.same else -1.0], np.float32)
 
 
-def score_text(a: FaceAnalysis, b: FaceAnalysis) -> str:
+def score_text(c: Comparison) -> str:
     """The calibrated verification result as a sentence the LM can read (and copy numbers from)."""
-    from ...verify import compare_analyses
-    c = compare_analyses(a, b)
     return (f" Identity check: fused similarity {c.score:.2f} vs threshold {c.threshold:.2f} "
             f"(SFace {c.scores['sface']:.2f}, dlib {c.scores['dlib']:.2f}): "
             f"{'same person' if c.same else 'different people'}.")
@@ -149,16 +148,24 @@ class FaceFeatureExtractor:
             self._memo[key] = entry
         return entry
 
-    def analysis(self, image: Any, name: str | None = None) -> FaceAnalysis:
+    def _found(self, image: Any, name: str | None) -> dict[str, Any]:
         entry = self.entry(image, name)
         if "error" in entry:
             raise NoFaceError(entry["error"])  # the stored text already names the photo and the fix
-        return FaceAnalysis.from_dict(entry["analysis"])
+        return entry
+
+    def analysis(self, image: Any, name: str | None = None) -> FaceAnalysis:
+        return FaceAnalysis.from_dict(self._found(image, name)["analysis"])
+
+    def face(self, image: Any, name: str | None = None) -> tuple[FaceAnalysis, np.ndarray]:
+        """(FaceAnalysis, (CROP_SIZE*CROP_SIZE,) grey crop scaled to -1..1), from one cache lookup."""
+        entry = self._found(image, name)
+        return (FaceAnalysis.from_dict(entry["analysis"]),
+                np.asarray(entry["crop"], np.float32) / 127.5 - 1.0)
 
     def features(self, image: Any, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(FEATURE_DIM,) features and (CROP_SIZE*CROP_SIZE,) grey crop scaled to -1..1."""
-        fa = self.analysis(image, name)
-        crop = np.asarray(self.entry(image, name)["crop"], np.float32) / 127.5 - 1.0
+        fa, crop = self.face(image, name)
         return feature_vector(fa), crop
 
 

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .config import VerLMConfig
-from .features import CROP_SIZE, FaceFeatureExtractor, check_images, pair_features, score_text
+from .features import (CROP_SIZE, FEATURE_DIM, PAIR_FEATURE_DIM, FaceFeatureExtractor, check_images,
+                       feature_vector, pair_features, score_text)
 
 
 @dataclass(frozen=True)
@@ -22,21 +23,24 @@ class FaceItem:
     answer_ids: tuple[int, ...] = ()
 
 
-def face_arrays(images: Sequence[Any], extractor: FaceFeatureExtractor,
-                names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(feats (2, F), crops (2, C), pair (6,)) for 1 or 2 images; NoFaceError names the photo."""
+def _comparison(analyses: Sequence[Any]) -> Any:
+    """The calibrated comparison of a pair's two faces; None for a single face."""
+    from ...verify import compare_analyses
+    return compare_analyses(*analyses) if len(analyses) == 2 else None
+
+
+def face_arrays(images: Sequence[Any], extractor: FaceFeatureExtractor) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(feats (2, F), crops (2, C), the pair's Comparison or None) for 1 or 2 images; each photo is
+    read from the extractor once, and NoFaceError names it."""
     images = check_images(images)
-    names = list(names) if names else [None] * len(images)
-    out = [extractor.features(img, name) for img, name in zip(images, names)]
-    feats = np.zeros((2, out[0][0].shape[0]), np.float32)
+    feats = np.zeros((2, FEATURE_DIM), np.float32)
     crops = np.zeros((2, CROP_SIZE * CROP_SIZE), np.float32)
-    for i, (f, c) in enumerate(out):
-        feats[i], crops[i] = f, c
-    if len(images) == 2:
-        pair = pair_features(extractor.analysis(images[0], names[0]), extractor.analysis(images[1], names[1]))
-    else:
-        pair = np.zeros(6, np.float32)
-    return feats, crops, pair
+    analyses = []
+    for i, img in enumerate(images):
+        fa, crops[i] = extractor.face(img)
+        feats[i] = feature_vector(fa)
+        analyses.append(fa)
+    return feats, crops, _comparison(analyses)
 
 
 def encode_text(tok: Any, text: str, limit: int) -> tuple[int, ...]:
@@ -47,20 +51,24 @@ def full_prompt(images: Sequence[Any], prompt: str, cfg: VerLMConfig,
                 extractor: FaceFeatureExtractor) -> str:
     """The prompt as the LM reads it: with `score_in_prompt`, a pair's calibrated result follows."""
     images = list(images)
-    if cfg.score_in_prompt and len(images) == 2:
-        return prompt + score_text(extractor.analysis(images[0]), extractor.analysis(images[1]))
-    return prompt
+    if not cfg.score_in_prompt or len(images) != 2:
+        return prompt
+    return prompt + score_text(_comparison([extractor.analysis(img) for img in images]))
 
 
 def make_item(images: Sequence[Any], prompt: str, tok: Any, cfg: VerLMConfig,
               extractor: FaceFeatureExtractor, answer: str | None = None,
               max_answer_tokens: int = 256) -> FaceItem:
-    feats, crops, pair = face_arrays(images, extractor)
+    """One FaceItem (with answer ids ending in eos when `answer` is given, for training)."""
+    images = check_images(images)
+    feats, crops, comparison = face_arrays(images, extractor)
+    pair = pair_features(comparison) if comparison is not None else np.zeros(PAIR_FEATURE_DIM, np.float32)
     answer_ids = () if answer is None else (
         encode_text(tok, answer, max_answer_tokens) + (int(tok.eos_token_id),))
-    text = full_prompt(images, prompt, cfg, extractor)
-    return FaceItem(feats, crops, pair, len(list(images)), encode_text(tok, text, cfg.max_prompt_tokens),
-                    answer_ids)
+    if cfg.score_in_prompt and comparison is not None:  # as full_prompt, from the same comparison
+        prompt += score_text(comparison)
+    prompt_ids = encode_text(tok, prompt, cfg.max_prompt_tokens)
+    return FaceItem(feats, crops, pair, len(images), prompt_ids, answer_ids)
 
 
 def _pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[Any, Any]:

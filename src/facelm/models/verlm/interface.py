@@ -1,12 +1,13 @@
 """VerLM behind the shared FaceVLM interface: generate, generate_batch and score_choices."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..base import FaceVLM, ImageInput
 from .features import FaceFeatureExtractor
-from .inputs import FaceItem, collate, encode_text, face_arrays, full_prompt
+from .inputs import FaceItem, collate, encode_text, make_item
 
 
 class VerLMFaceVLM(FaceVLM):
@@ -21,12 +22,8 @@ class VerLMFaceVLM(FaceVLM):
         self.batch_size = batch_size
         self.path = path
 
-    def item(self, images: Sequence[ImageInput], prompt: str, answer_ids: tuple[int, ...] = ()) -> FaceItem:
-        images = list(images)
-        feats, crops, pair = face_arrays(images, self.extractor)
-        text = full_prompt(images, prompt, self.model.config, self.extractor)
-        prompt_ids = encode_text(self.model.tokenizer, text, self.model.config.max_prompt_tokens)
-        return FaceItem(feats, crops, pair, len(images), prompt_ids, answer_ids)
+    def item(self, images: Sequence[ImageInput], prompt: str) -> FaceItem:
+        return make_item(images, prompt, self.model.tokenizer, self.model.config, self.extractor)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device) for k, v in batch.items()}
@@ -56,8 +53,7 @@ class VerLMFaceVLM(FaceVLM):
         base = self.item(images, prompt)
         tok = self.model.tokenizer
         # a leading space tokenises an option the way it would follow the prompt in running text
-        rows = [FaceItem(base.feats, base.crops, base.pair, base.n_images, base.prompt_ids,
-                         encode_text(tok, " " + c.strip(), 64) or (int(tok.eos_token_id),))
+        rows = [replace(base, answer_ids=encode_text(tok, " " + c.strip(), 64) or (int(tok.eos_token_id),))
                 for c in choices]
         batch = self._to_device(collate(rows, int(tok.pad_token_id)))
         return score_options(self.model, batch)

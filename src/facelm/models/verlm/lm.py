@@ -4,6 +4,8 @@ folder, or a Hugging Face hub name (downloaded only because the user named it)."
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +47,13 @@ def converted_smollm2(cache: Path | None = None) -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # per process: conversions may race
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    if folder.exists():  # a concurrent conversion won: keep it
-        return folder
-    tmp.rename(folder)
+    try:
+        tmp.rename(folder)
+    except OSError:  # a concurrent conversion won: keep it
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -124,19 +124,17 @@ function setupDrop(zone) {
 
 const fmt = (v, d = 2) => (v === null || v === undefined ? "not measured" : Number(v).toFixed(d));
 const attr = (fa, key) => (fa.attributes ? fa.attributes[key] : null);
+const measured = (fa, key) => attr(fa, key) || "not measured";
+const angles = (fa) => [fa.pose.yaw, fa.pose.pitch, fa.pose.roll].map((v) => fmt(v, 0)).join(" / ");
 
 function aspectRows(r) {
   const a = r.a, b = r.b, d = r.differences;
-  const exprA = a.attributes ? a.attributes.expression : "not measured";
-  const exprB = b.attributes ? b.attributes.expression : "not measured";
   return [
     ["Identity similarity", "—", "—", "fused " + fmt(r.score) + " vs threshold " + fmt(r.threshold) + " (SFace " + fmt(r.scores.sface) + ", dlib " + fmt(r.scores.dlib) + ")"],
     ["Age (years)", fmt(attr(a, "age"), 0), fmt(attr(b, "age"), 0), d.age_gap === null ? "not measured" : "gap " + fmt(d.age_gap, 0)],
-    ["Gender", attr(a, "gender") || "not measured", attr(b, "gender") || "not measured", d.gender_match === null ? "not measured" : (d.gender_match ? "same" : "differs")],
-    ["Expression", exprA, exprB, d.expression_distance === null ? "not measured" : "distance " + fmt(d.expression_distance)],
-    ["Pose yaw / pitch / roll (°)", [a.pose.yaw, a.pose.pitch, a.pose.roll].map((v) => fmt(v, 0)).join(" / "),
-      [b.pose.yaw, b.pose.pitch, b.pose.roll].map((v) => fmt(v, 0)).join(" / "),
-      "yaw gap " + fmt(d.yaw_gap, 0) + "°"],
+    ["Gender", measured(a, "gender"), measured(b, "gender"), d.gender_match === null ? "not measured" : (d.gender_match ? "same" : "differs")],
+    ["Expression", measured(a, "expression"), measured(b, "expression"), d.expression_distance === null ? "not measured" : "distance " + fmt(d.expression_distance)],
+    ["Pose yaw / pitch / roll (°)", angles(a), angles(b), "yaw gap " + fmt(d.yaw_gap, 0) + "°"],
     ["Brightness (0–1)", fmt(a.quality.brightness), fmt(b.quality.brightness), "gap " + fmt(d.brightness_gap)],
     ["Sharpness", fmt(a.quality.sharpness, 1), fmt(b.quality.sharpness, 1), "ratio " + fmt(d.sharpness_ratio, 1)],
     ["Eye distance (px)", fmt(a.quality.interocular_px, 0), fmt(b.quality.interocular_px, 0), "smaller " + fmt(d.min_interocular_px, 0)],
