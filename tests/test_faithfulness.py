@@ -244,3 +244,12 @@ def test_cli_rejects_unknown_prediction_ids(tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--no-analysis"])
     err = capsys.readouterr().err
     assert code == 2 and "p.jsonl" in err and "not in the records" in err
+
+
+def test_negated_same_person_verdicts_read_as_different():
+    """'not the same person' (and n't glued to a verb) must never be read as a same verdict."""
+    from facelm.explain.claims import _verdict
+    for text in ("They are not the same person.", "This is not the same person.",
+                 "The photos doesn't show the same individual.", "They aren't the same individual."):
+        assert [c.value for c in _verdict(text)] == [False], text
+    assert [c.value for c in _verdict("These photos show the same person.")] == [True]

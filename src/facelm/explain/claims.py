@@ -51,19 +51,25 @@ class Claim:
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
-_NEG = re.compile(r"\b(?:no|not|never|without|nor|n't|neither|cannot)\b(?:\W+\w+){0,3}\W*$", re.I)
+# "n't" is glued to its verb ("doesn't", "aren't"): no word boundary before it.
+_NEG = re.compile(r"(?:\b(?:no|not|never|without|nor|neither|cannot)\b|n't\b)(?:\W+\w+){0,3}\W*$",
+                  re.I)
 _DEG = r"(?P<deg>[-+−]?\d+(?:\.\d+)?)\s*(?:°|degrees?|deg\b)"
 
 # ---- verdict -----------------------------------------------------------------------------------
 _VERBS = r"show|shows|depict|depicts|indicate|indicates|are|is|of|be|as|verdict:?|count as"
 _SAME = re.compile(rf"\b(?:(?:{_VERBS})\s+"
-                   r"(?:\w+\s+){0,2}?(?:the\s+)?same\s+(?:person|individual|man|woman|identity)"
+                   # the words between verb and "same" may not negate it ("are not the same")
+                   r"(?:(?!not\b|never\b)\w+\s+){0,2}?(?:the\s+)?same\s+"
+                   r"(?:person|individual|man|woman|identity)"
                    r"|(?:is|are)\s+a\s+match\b)", re.I)
 _DIFF = re.compile(rf"\b(?:(?:{_VERBS})\s+"
                    r"(?:\w+\s+){0,2}?(?:two\s+)?(?:different|distinct|separate)\s+"
                    r"(?:people|persons|individuals|men|women|identities)"
                    r"|(?:not|n't)\s+(?:\w+\s+){0,3}?the\s+same\s+(?:person|individual)"
-                   r"|different\s+people\b|two\s+different\s+(?:people|individuals|persons))", re.I)
+                   r"|different\s+people\b|two\s+different\s+(?:people|individuals|persons))"
+                   # "doesn't show the same person": n't is glued to its verb, no \b before it
+                   r"|n't\s+(?:\w+\s+){0,3}?the\s+same\s+(?:person|individual)", re.I)
 
 
 def _verdict(text: str) -> list[Claim]:
@@ -121,9 +127,10 @@ def _age(s: str) -> list[Claim]:
     if not out:
         for m in _AGE_ONE.finditer(s):
             out.append(Claim("age", (float(m[1] or m[2]),) * 2, m[0]))
-    for word, span in _AGE_WORDS.items():
-        if re.search(rf"\b{word}\b", s, re.I) and not out:
-            out.append(Claim("age", (float(span[0]), float(span[1])), word))
+    if not out:  # a life-stage word only when no number was given
+        word = next((w for w in _AGE_WORDS if re.search(rf"\b{w}\b", s, re.I)), None)
+        if word:
+            out.append(Claim("age", tuple(float(v) for v in _AGE_WORDS[word]), word))
     return out
 
 
