@@ -64,8 +64,8 @@ if [ $want_bench = 1 ]; then
   # The baseline the benchmarks compare against; its `dlib` requirement is met by dlib-bin.
   "${PIP[@]}" --no-deps "face-recognition==1.3.0"
 fi
-# Check every model file, and build the fp32 SFace once into facelm's cache (~/.cache/facelm) so that
-# no analysis process pays the ~300 MB folding peak.
-.venv/bin/python -c "from facelm.faces import models as m; [m.model_path(n) for n in m.MODEL_FILES]; m.sface()" \
+# Check every model file, and convert SFace (fp32) and dlib's ResNet (ONNX) once into facelm's cache
+# (~/.cache/facelm) so that no analysis process pays the conversion's memory peak.
+.venv/bin/python -c "from facelm.faces import models as m; [m.model_path(n) for n in m.MODEL_FILES]; m.sface(); m.dlib_resnet()" \
   || { echo "setup.sh: model files missing, see the error above" >&2; exit 1; }
 echo "facelm is set up in .venv/ (activate: source .venv/bin/activate)"

@@ -124,6 +124,18 @@ def test_batch_cli_with_two_workers(pairs_csv, lfw_dir, tmp_path):
     assert sum("error" in x for x in recs) == 1
 
 
+def test_batch_applies_threshold_and_refuses_model(pairs_csv, lfw_dir, tmp_path):
+    path, rows = pairs_csv
+    out = tmp_path / "t.jsonl"
+    run(BatchConfig(pairs=path, out=out, root=lfw_dir, workers=1, fast=True, threshold=-5.0),
+        progress=False)
+    recs = [json.loads(l) for l in out.read_text().splitlines() if "error" not in json.loads(l)]
+    assert recs and all(r["threshold"] == -5.0 and r["same"] for r in recs)  # every score > -5
+    r = _cli("verify", "--pairs", str(path), "--out", str(tmp_path / "m.jsonl"), "--model", "x")
+    assert r.returncode != 0 and "--model works with one pair" in r.stderr
+    assert not (tmp_path / "m.jsonl").exists()
+
+
 def test_batch_rejects_a_csv_without_the_columns(tmp_path):
     p = tmp_path / "bad.csv"
     p.write_text("a,b\nx.jpg,y.jpg\n")

@@ -32,6 +32,7 @@ class BatchConfig:
     workers: int = 2
     fast: bool = False
     seed: int = 0
+    threshold: float | None = None  # None: the calibrated one
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def _record(i: int, row: dict[str, str], results: dict[str, Any], cfg: BatchConf
     if errors:
         rec["error"] = "; ".join(errors)
     else:
-        rec.update(compare(results[paths[0]], results[paths[1]], seed=cfg.seed).to_dict())
+        rec.update(compare(results[paths[0]], results[paths[1]], seed=cfg.seed,
+                           threshold=cfg.threshold).to_dict())
     for k, v in row.items():
         rec["input_" + k if k in RESULT_KEYS else k] = v
     return rec

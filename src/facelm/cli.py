@@ -139,8 +139,11 @@ def _verify_batch(args: argparse.Namespace) -> int:
     from .batch import BatchConfig, run
     if args.out is None:
         raise SystemExit("facelm verify --pairs: --out RESULTS.jsonl is required")
+    if args.model:  # refused rather than silently ignored
+        raise SystemExit("facelm verify --pairs: --model works with one pair (A B); the batch writes "
+                         "the evidence explainer's texts")
     s = run(BatchConfig(pairs=args.pairs, out=args.out, root=args.root, workers=args.workers,
-                        fast=args.fast, seed=args.seed))
+                        fast=args.fast, seed=args.seed, threshold=args.threshold))
     print(f"{s.done} pairs written to {args.out} ({s.failed} failed, see their 'error'); "
           f"{s.skipped} already done earlier; {s.total} in {args.pairs}", file=sys.stderr)
     return 0

@@ -22,7 +22,7 @@ def sface_embedding(rgb: np.ndarray, det: Detection) -> tuple[float, ...]:
 
 def dlib_embedding(rgb: np.ndarray, shape5) -> tuple[float, ...]:
     """dlib ResNet on its 150x150 chip aligned from the 5-point shape, as face_recognition does."""
-    return _unit(np.asarray(models.dlib_resnet().compute_face_descriptor(rgb, shape5, 1)))
+    return _unit(np.asarray(models.dlib_resnet().descriptor(rgb, shape5)))
 
 
 def cosine(a: tuple[float, ...], b: tuple[float, ...]) -> float:

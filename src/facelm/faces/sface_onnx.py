@@ -9,13 +9,12 @@ per face (ISSUE 2: >= 2x face_recognition).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..cache import cache_dir
+from .ort_models import converted_model, session
 
 
 def _dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int,
@@ -63,37 +62,15 @@ def fold_weights(path: Path) -> bytes:
 
 
 def folded_model(path: Path) -> bytes | str:
-    """The folded model: a file in facelm's cache (written once, atomically), or the bytes when the
-    cache cannot be written. Folding peaks at ~300 MB (onnx protobufs and numpy copies); loading
-    the cached file does not, which matters with one copy per worker process."""
-    st = path.stat()
-    target = cache_dir("models") / f"{path.stem}-fp32-{st.st_size}-{st.st_mtime_ns}.onnx"
-    if target.is_file():
-        return str(target)
-    data = fold_weights(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)  # concurrent workers each write whole files; one wins
-    except OSError:
-        return data
-    return str(target)
+    """The folded model, converted once into facelm's cache (see ort_models.converted_model)."""
+    return converted_model(path, "fp32", fold_weights)
 
 
 class SFaceNet:
     """`feature(rgb112)` -> (1, 128) float32, the same values as cv2.FaceRecognizerSF.feature."""
 
     def __init__(self, path: Path):
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # we parallelise across photos (worker processes)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # Pre-packed weight copies cost ~15 MB per process and bought no speed here.
-        opts.add_session_config_entry("session.disable_prepacking", "1")
-        self._session: Any = ort.InferenceSession(folded_model(path), opts,
-                                                  providers=["CPUExecutionProvider"])
+        self._session: Any = session(folded_model(path))
         self._input = self._session.get_inputs()[0].name
 
     def feature(self, rgb112: np.ndarray) -> np.ndarray:
