@@ -253,3 +253,17 @@ def test_negated_same_person_verdicts_read_as_different():
                  "The photos doesn't show the same individual.", "They aren't the same individual."):
         assert [c.value for c in _verdict(text)] == [False], text
     assert [c.value for c in _verdict("These photos show the same person.")] == [True]
+
+
+@pytest.mark.parametrize("label, expect", [("Woman", "female"), ("F", "female"), ("male", "male"),
+                                           ("M", "male"), ("0", None), ("1", None), ("", None)])
+def test_gender_labels_read_alike_by_audit_fairness_and_teacher(label, expect):
+    """One reading of a label everywhere; numeric codes are not guessed (UTKFace's 0 is male,
+    other sets' 1 is)."""
+    from facelm.eval.fairness import norm_gender
+    from facelm.eval.faithfulness import check_label
+    from facelm.explain.claims import Claim
+    from facelm.teacher.labels import canonical_gender
+    assert norm_gender(label) == canonical_gender(label) == expect
+    verdict = check_label(Claim("gender", "female", "a woman"), {"gender": label}, None, 1)
+    assert verdict == (None if expect is None else "supported" if expect == "female" else "contradicted")

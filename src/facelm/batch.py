@@ -6,7 +6,6 @@ which the next run with the same --out removes before it continues after the las
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .csvio import read_csv
 from .errors import FaceLMError, InputFormatError
 
 REQUIRED = ("file_a", "file_b")
@@ -44,17 +44,8 @@ class BatchSummary:
 
 
 def read_pairs_csv(path: Path) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputFormatError(
-                    f"missing column(s) {', '.join(missing)}; found {reader.fieldnames or 'no header'}",
-                    item=str(path), hint="the CSV needs a header with file_a,file_b (other columns are kept)")
-            return list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputFormatError(f"cannot read the CSV ({exc})", item=str(path)) from exc
+    return read_csv(path, REQUIRED, hint="the CSV needs a header with file_a,file_b "
+                    "(other columns are kept)")[1]
 
 
 def finished_indices(out: Path) -> set[int]:

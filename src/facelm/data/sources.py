@@ -6,11 +6,11 @@ CSV names its columns with `columns={"file": "img", "race": "ethnicity", ...}` (
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..csvio import read_csv
 from ..errors import InputFormatError
 
 # Canonical label -> the column names tried, in order, when the user gives no mapping.
@@ -46,15 +46,6 @@ def parse_columns(spec: str | None) -> dict[str, str]:
     return out
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            return list(reader.fieldnames or []), list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputFormatError(f"cannot read the CSV ({exc})", item=str(path)) from exc
-
-
 def resolve_columns(header: list[str], columns: Mapping[str, str] | None,
                     source: str) -> dict[str, str]:
     """Canonical label -> CSV column, from the user's mapping or the usual names."""
@@ -80,7 +71,7 @@ def read_labels(csv_path: str | Path, images: str | Path,
                 columns: Mapping[str, str] | None = None) -> list[LabeledImage]:
     """Every row with a file name, in CSV order (duplicate files are kept once)."""
     csv_path, root = Path(csv_path), Path(images)
-    header, rows = _read_csv(csv_path)
+    header, rows = read_csv(csv_path)
     cols = resolve_columns(header, columns, str(csv_path))
     out, seen = [], set()
     for row in rows:

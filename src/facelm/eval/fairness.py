@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..models.evidence_mcq import AGE_BINS, EXPRESSION_WORDS
+from ..teacher.labels import canonical_gender
 from .verification import roc_auc
 
 ATTRIBUTES = ("gender", "age", "race")
@@ -37,9 +38,9 @@ def age_group_index(age: float) -> int:
 
 
 def norm_gender(value: Any) -> str | None:
-    v = str(value).strip().lower()
-    return {"male": "male", "m": "male", "man": "male", "female": "female", "f": "female",
-            "woman": "female"}.get(v)
+    """The teacher's reading of a gender label, so that every command reads labels alike. Numeric
+    codes are not guessed: UTKFace's 0 is male, other sets use 1 for male."""
+    return canonical_gender(value)
 
 
 def _label_group(value: Any, attribute: str) -> str | None:

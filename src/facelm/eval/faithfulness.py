@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from ..explain import evidence as E
 from ..explain.claims import Claim, extract_claims
 from ..faces.types import FaceAnalysis
+from ..teacher.labels import canonical_gender
 
 STATUSES = ("supported", "contradicted", "uncheckable")
 AGE_SLACK_MEASURED = 3.0   # years around the model's 10th-90th percentile range
@@ -209,8 +210,6 @@ def check_measured(c: Claim, faces: Sequence[FaceAnalysis | None]) -> Result:
 
 # ---- labels ------------------------------------------------------------------------------------
 
-_GENDER_LABEL = {"male": "male", "m": "male", "man": "male", "0": "male",
-                 "female": "female", "f": "female", "woman": "female", "1": "female"}
 _EXPR_LABEL = {"happiness": "happy", "happy": "happy", "sadness": "sad", "sad": "sad",
                "anger": "angry", "angry": "angry", "surprise": "surprise", "fear": "fear",
                "disgust": "disgust", "neutral": "neutral"}
@@ -245,8 +244,8 @@ def check_label(c: Claim, labels: dict[str, Any], same: bool | None, n_faces: in
         lo, hi = label_age(lab["age"])
         dist = max(0.0, c.value[0] - hi, lo - c.value[1])
         return "supported" if dist <= AGE_SLACK_LABEL else "contradicted"
-    if c.kind == "gender" and str(lab.get("gender", "")).lower() in _GENDER_LABEL:
-        return "supported" if _GENDER_LABEL[str(lab["gender"]).lower()] == c.value else "contradicted"
+    if c.kind == "gender" and (gender := canonical_gender(lab.get("gender"))):
+        return "supported" if gender == c.value else "contradicted"
     if c.kind == "expression" and str(lab.get("expression", "")).lower() in _EXPR_LABEL:
         return ("supported" if _EXPR_LABEL[str(lab["expression"]).lower()] == c.value
                 else "contradicted")

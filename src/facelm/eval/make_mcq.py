@@ -15,7 +15,6 @@ files), pointing into the data folder; no photo is copied. The same seed gives t
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..csvio import read_csv
 from ..errors import InputFormatError
 from ..models.evidence_mcq import AGE_BINS
 
@@ -66,14 +66,7 @@ def age_group(age: float) -> str:
 
 
 def _read_csv(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise InputFormatError("is missing", item=str(path),
-                               hint="pass --data pointing at the shared data folder (../shared/data)")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if rows and any(k not in rows[0] for k in need):
-        raise InputFormatError(f"needs columns {', '.join(need)}", item=str(path))
-    return rows
+    return read_csv(path, need, hint="pass --data pointing at the shared data folder (../shared/data)")[1]
 
 
 class _Writer:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..csvio import read_csv
 from ..data.store import repair
 from ..errors import FaceLMError, InputFormatError
 
@@ -42,16 +43,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _read_rows(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in need if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputFormatError(f"missing column(s) {', '.join(missing)}; found {reader.fieldnames}",
-                                       item=str(path), hint=f"the CSV needs a header with {','.join(need)}")
-            return list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputFormatError(f"cannot read the CSV ({exc})", item=str(path)) from exc
+    return read_csv(path, need)[1]
 
 
 def _label(value: str, row: int, path: Path) -> int:
