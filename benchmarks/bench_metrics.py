@@ -11,7 +11,6 @@ facelm, the speed-up, and the largest difference between the two scores.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -25,16 +24,15 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def analyses(n_faces: int, n_pairs: int, cache: Path) -> tuple[list, list]:
     from tqdm import tqdm
     from facelm.api import analyze
+    from facelm.csvio import read_csv
     from facelm.faces.types import FaceAnalysis
     if cache.is_file():
         d = json.loads(cache.read_text())
         if len(d["faces"]) >= n_faces and len(d["pairs"]) >= n_pairs:
             return ([FaceAnalysis.from_dict(x) for x in d["faces"][:n_faces]],
                     [tuple(FaceAnalysis.from_dict(x) for x in p) for p in d["pairs"][:n_pairs]])
-    with open(DATA / "utkface-dev" / "labels.csv", newline="") as f:
-        utk = [r["file"] for r in csv.DictReader(f)]
-    with open(DATA / "lfw-view1" / "pairs.csv", newline="") as f:
-        lfw = [(r["file_a"], r["file_b"]) for r in csv.DictReader(f)][::20]
+    utk = [r["file"] for r in read_csv(DATA / "utkface-dev" / "labels.csv")[1]]
+    lfw = [(r["file_a"], r["file_b"]) for r in read_csv(DATA / "lfw-view1" / "pairs.csv")[1]][::20]
     faces, pairs = [], []
     for name in tqdm(utk, desc="analyse UTKFace", total=n_faces):
         if len(faces) == n_faces:

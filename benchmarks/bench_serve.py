@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import socket
 import statistics
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from facelm.csvio import read_csv
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-view1"
 # After a 503 a client waits this long (or Retry-After, if shorter) before trying again: real clients
@@ -41,8 +42,7 @@ class Level:
 
 
 def load_pairs(n: int) -> list[tuple[str, bytes, str, bytes]]:
-    with open(DATA / "pairs.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["set"] == "view1_test"][:n]
+    rows = [r for r in read_csv(DATA / "pairs.csv")[1] if r["set"] == "view1_test"][:n]
     return [(Path(r["file_a"]).name, (DATA / r["file_a"]).read_bytes(),
              Path(r["file_b"]).name, (DATA / r["file_b"]).read_bytes()) for r in rows]
 

@@ -12,7 +12,6 @@ concurrency (faults and retries not counted), so "of ideal" also charges the fau
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface-dev"
+LABELS = DATA / "labels.csv"  # every job reads its first n / 8 photos
 
 
 def start_server(latency: float, fault_rate: float, seed: int,
@@ -34,17 +34,6 @@ def start_server(latency: float, fault_rate: float, seed: int,
                              str(latency), "--fault-rate", str(fault_rate), "--seed", str(seed),
                              "--retry-after", "0.2", *extra], stdout=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().strip()
-
-
-def labels_csv(tmp: Path, n_images: int) -> Path:
-    with open(DATA / "labels.csv") as f:
-        rows = list(csv.DictReader(f))[:n_images]
-    path = tmp / "labels.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return path
 
 
 def run_job(url: str, labels: Path, out: Path, n: int, concurrency: int, transport: str) -> dict:
@@ -63,12 +52,12 @@ def sequential_loop(url: str, labels: Path, out: Path, n: int) -> dict:
     """What the papers' scripts do: one request at a time, retry on error, append to a file."""
     import httpx
 
+    from facelm.csvio import read_csv
     from facelm.data.schema import QA_QUESTIONS
     from facelm.teacher.openai_teacher import encode_image
     from facelm.teacher.prompts import load_prompts
     prompts = load_prompts()
-    with open(labels) as f:
-        rows = list(csv.DictReader(f))[: n // 8]
+    rows = read_csv(labels)[1][: n // 8]
     rng, done, requests = random.Random(0), 0, 0
     t0 = time.monotonic()
     with httpx.Client(base_url=url, timeout=120) as client, open(out, "w") as fh:
@@ -115,7 +104,6 @@ def main() -> None:
     import facelm.imageio  # noqa: F401
     import facelm.teacher.openai_teacher  # noqa: F401
     tmp = Path(tempfile.mkdtemp(prefix="bench_teacher_"))
-    labels = labels_csv(tmp, a.n // 8)
     plan = ([("sequential loop (papers' scripts)", 1, None)] if not a.no_baseline else [])
     plan += [(f"facelm data qa, concurrency {c}", int(c), "lean")
              for c in a.concurrency.split(",")]
@@ -128,8 +116,8 @@ def main() -> None:
         proc, url = start_server(a.latency, a.fault_rate, seed=0, fault_latency=a.fault_latency)
         try:
             out = tmp / f"run{k}"
-            r = (sequential_loop(url, labels, tmp / f"seq{k}.jsonl", a.n) if transport is None
-                 else run_job(url, labels, out, a.n, conc, transport))
+            r = (sequential_loop(url, LABELS, tmp / f"seq{k}.jsonl", a.n) if transport is None
+                 else run_job(url, LABELS, out, a.n, conc, transport))
         finally:
             proc.terminate()
             proc.wait()
@@ -141,12 +129,11 @@ def main() -> None:
     print(f"\n{a.n} requests, {a.latency * 1000:.0f} ms latency, {a.fault_rate:.0%} injected "
           f"faults; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs\n")
-    print("| setup | records | requests sent | wall (s) | ideal (s) | of ideal | speed-up vs loop |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        sp = f"{base / r['wall']:.1f}x" if base else "-"
-        print(f"| {r['setup']} | {r['records']} | {r['requests']} | {r['wall']:.1f} | "
-              f"{r['ideal']:.1f} | {r['of_ideal']:.0%} | {sp} |")
+    from facelm.eval.metrics_report import markdown_table
+    print(markdown_table(
+        ["setup", "records", "requests sent", "wall (s)", "ideal (s)", "of ideal", "speed-up vs loop"],
+        [[r["setup"], r["records"], r["requests"], f"{r['wall']:.1f}", f"{r['ideal']:.1f}",
+          f"{r['of_ideal']:.0%}", f"{base / r['wall']:.1f}x" if base else "-"] for r in rows]))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)

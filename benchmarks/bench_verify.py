@@ -23,25 +23,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lfw_embeddings import DEFAULT_DATA, REPO  # noqa: E402
+from lfw_embeddings import DEFAULT_DATA, REPO, read_pairs  # noqa: E402
 
 METHODS = ("face_recognition", "face_recognition_cached", "facelm_fast", "facelm_full")
 
 
-def accuracy_table() -> list[str]:
+def accuracy_table() -> str:
+    from facelm.eval.metrics_report import markdown_table  # floats with 4 decimals
     rec = json.loads((REPO / "docs" / "calibration" / "lfw_view1.json").read_text())
-    lines = ["| model | threshold | accuracy | ROC AUC | TAR@FAR=1e-2 | TAR@FAR=1e-3 |",
-             "|---|---|---|---|---|---|"]
-    for m, r in rec["models"].items():
-        lines.append(f"| {m} | {r['threshold']:.4f} | {r['test_accuracy']:.4f} | {r['test_auc']:.4f} | "
-                     f"{r['test_tar_at_far_1e-2']:.4f} | {r['test_tar_at_far_1e-3']:.4f} |")
-    return lines
+    keys = ("threshold", "test_accuracy", "test_auc", "test_tar_at_far_1e-2", "test_tar_at_far_1e-3")
+    return markdown_table(["model", "threshold", "accuracy", "ROC AUC", "TAR@FAR=1e-2", "TAR@FAR=1e-3"],
+                          [[m, *(float(r[k]) for k in keys)] for m, r in rec["models"].items()])
 
 
 def _pairs(data: Path, n: int) -> list[dict]:
-    import csv
-    with open(data / "pairs.csv", newline="") as f:
-        return [r for r in csv.DictReader(f) if r["set"] == "view1_test"][:n]
+    return [r for r in read_pairs(data) if r["set"] == "view1_test"][:n]
 
 
 def _run_face_recognition(data: Path, pairs: list[dict], cached: bool) -> list[bool | None]:
@@ -101,21 +97,22 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         return child(args.child, args.data, args.pairs)
+    # Imported here, not at the top: the --child processes' peak memory must not include it.
+    from facelm.eval.metrics_report import markdown_table
     print("## Accuracy on LFW View 1 test pairs (1,000; thresholds from view1_train)\n")
-    print("\n".join(accuracy_table()))
+    print(accuracy_table())
     res = {}
     for m in METHODS:
         out = subprocess.run([sys.executable, __file__, "--child", m, "--data", str(args.data),
                               "--pairs", str(args.pairs)], capture_output=True, text=True, check=True)
         res[m] = json.loads(out.stdout.strip().splitlines()[-1])
-    base = res["face_recognition"]["pairs"] / res["face_recognition"]["seconds"]
+    rates = {m: r["pairs"] / r["seconds"] for m, r in res.items()}
+    base = rates["face_recognition"]
     print(f"\n## Speed and memory on the first {args.pairs} test pairs (2 cores)\n")
-    print("| method | pairs/s | vs face_recognition | peak RSS, all processes (MB) | correct | failed |")
-    print("|---|---|---|---|---|---|")
-    for m, r in res.items():
-        rate = r["pairs"] / r["seconds"]
-        print(f"| {m} | {rate:.2f} | {rate / base:.2f}x | {r['peak_mb']:.0f} | "
-              f"{r['correct']}/{r['pairs']} | {r['failed']} |")
+    print(markdown_table(
+        ["method", "pairs/s", "vs face_recognition", "peak RSS, all processes (MB)", "correct", "failed"],
+        [[m, f"{rates[m]:.2f}", f"{rates[m] / base:.2f}x", f"{r['peak_mb']:.0f}",
+          f"{r['correct']}/{r['pairs']}", r["failed"]] for m, r in res.items()]))
 
 
 if __name__ == "__main__":

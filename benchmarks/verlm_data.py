@@ -11,7 +11,6 @@ Face analyses are cached per image by the VerLM feature extractor, so training r
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import sys
@@ -19,13 +18,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from facelm.csvio import read_csv
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-
-
-def _rows(path: Path) -> list[dict]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _pick_pairs(rows: list[dict], split: str, n: int, seed: int) -> list[dict]:
@@ -99,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     from facelm.models.verlm.features import FaceFeatureExtractor
     ext = FaceFeatureExtractor()
     lfw, utk = DATA / "lfw-view1", DATA / "utkface-dev"
-    rows = _rows(lfw / "pairs.csv")
-    faces = _rows(utk / "labels.csv")
+    rows = read_csv(lfw / "pairs.csv")[1]
+    faces = read_csv(utk / "labels.csv")[1]
     random.Random(args.seed).shuffle(faces)
     train_f, test_f = faces[: args.train_faces], faces[args.train_faces: args.train_faces + args.test_faces]
     test = pair_records(_pick_pairs(rows, "view1_test", args.test_pairs, args.seed), lfw, ext, "test")

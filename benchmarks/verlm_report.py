@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from facelm.eval.metrics_report import markdown_table
+
 PAIR_KEYS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "BERTScore-MiniLM")
 QA_KEYS = ("BLEU-4", "ROUGE-L", "CIDEr", "BERTScore-MiniLM")
 # (claim, variant A, variant B): the paper's conclusion is that A beats B
@@ -117,10 +119,9 @@ def _train_s(r: dict) -> float | None:
 
 
 def _table(variants: dict) -> list[str]:
-    head = ("| variant | steps | train s | loss first→last | " + " | ".join(f"pairs {k}" for k in PAIR_KEYS)
-            + " | verdict agree | stated | GT acc. | " + " | ".join(f"QA {k}" for k in QA_KEYS)
-            + " | ckpt MB |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    header = ["variant", "steps", "train s", "loss first→last", *(f"pairs {k}" for k in PAIR_KEYS),
+              "verdict agree", "stated", "GT acc.", *(f"QA {k}" for k in QA_KEYS), "ckpt MB"]
+    rows = []
     for name, r in variants.items():
         loss = r.get("loss_first_last")
         cells = [name, str(r.get("steps", 0)), _f(_train_s(r), 0),
@@ -130,13 +131,14 @@ def _table(variants: dict) -> list[str]:
         cells += [_f(v["agreement"], 2), _f(v["stated"], 2), _f(v["ground_truth_accuracy"], 2)]
         cells += [_f(r["qa"].get(k)) for k in QA_KEYS]
         cells.append(_f(r["checkpoint_mb"], 1))
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        rows.append(cells)
+    return markdown_table(header, rows).splitlines()
 
 
 def _claims(variants: dict) -> list[str]:
-    lines = ["| paper's conclusion | A | B | BLEU-4 A / B | ROUGE-L A / B | BERTScore A / B | "
-             "verdict agree A / B | holds here? |", "|---|---|---|---|---|---|---|---|"]
+    header = ["paper's conclusion", "A", "B", "BLEU-4 A / B", "ROUGE-L A / B", "BERTScore A / B",
+              "verdict agree A / B", "holds here?"]
+    rows = []
     for claim, a, b in CLAIMS:
         if a not in variants or b not in variants:
             continue
@@ -151,14 +153,13 @@ def _claims(variants: dict) -> list[str]:
             verdict = "yes" if wins >= 3 else ("no" if wins <= 1 else "mixed")
         cells = [claim, a, b] + [f"{ra['pairs'][k]:.3f} / {rb['pairs'][k]:.3f}" for k in keys]
         cells += [f"{ra['verdict']['agreement']:.2f} / {rb['verdict']['agreement']:.2f}", verdict]
-        lines.append("| " + " | ".join(cells) + " |")
-    if len(lines) == 2:
+        rows.append(cells)
+    if not rows:
         return []
-    lines.append("")
-    lines.append("*holds here?*: yes when A beats B on at least 3 of the 4 columns (pair BLEU-4, ROUGE-L, "
-                 "BERTScore, verdict agreement), no when on at most 1, else mixed; *no difference* when all four "
-                 "are within 0.01. With 40 test pairs, differences of a few hundredths are within noise.")
-    return lines
+    return [*markdown_table(header, rows).splitlines(), "",
+            "*holds here?*: yes when A beats B on at least 3 of the 4 columns (pair BLEU-4, ROUGE-L, "
+            "BERTScore, verdict agreement), no when on at most 1, else mixed; *no difference* when all four "
+            "are within 0.01. With 40 test pairs, differences of a few hundredths are within noise."]
 
 
 def groups(docs: Path, main: dict) -> list[tuple[str, dict]]:

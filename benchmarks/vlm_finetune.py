@@ -17,7 +17,6 @@ Held-out photos (never trained on) measure, before and after:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -48,18 +47,14 @@ def parse() -> argparse.Namespace:
 
 def make_data(args: argparse.Namespace) -> tuple[Path, Path]:
     """QA records for the first train+test photos of labels.csv, split by photo."""
+    from facelm.csvio import read_csv
     from facelm.data.qa import QAConfig, run_qa
     from facelm.data.schema import read_records
-    rows = list(csv.DictReader(open(DATA / "labels.csv", newline="")))
+    labels = DATA / "labels.csv"
+    rows = read_csv(labels)[1]
     n = args.train_photos + args.test_photos
-    labels = args.work / "labels.csv"
-    labels.parent.mkdir(parents=True, exist_ok=True)
-    with open(labels, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows[:n])
     qa = args.work / "qa"
-    run_qa(QAConfig(images=str(DATA), labels=str(labels), out=str(qa),
+    run_qa(QAConfig(images=str(DATA), labels=str(labels), out=str(qa), limit=n,
                     aspects=tuple(args.aspects.split(",")), seed=0), progress=False)
     test_files = {str((DATA / r["file"]).resolve()) for r in rows[args.train_photos:n]}
     split: dict[str, list[str]] = {"train": [], "test": []}

@@ -1,13 +1,13 @@
 """Face analysis on real photos: detection, landmarks, pose conventions, quality, attributes."""
 from __future__ import annotations
 
-import csv
 import json
 
 import cv2
 import numpy as np
 import pytest
 
+from facelm.csvio import read_csv
 from facelm.faces import analyze, detect_faces
 from facelm.faces import pose as pose_mod
 from facelm.faces.identity import cosine
@@ -119,8 +119,7 @@ def test_quality_moves_the_right_way(portrait, portrait_analysis):
 
 
 def test_age_and_gender_on_labelled_utkface(utk_dir):
-    with open(utk_dir / "labels.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if 18 <= int(r["age"]) <= 70][:40]
+    rows = [r for r in read_csv(utk_dir / "labels.csv")[1] if 18 <= int(r["age"]) <= 70][:40]
     gender_ok, errors = 0, []
     for r in rows:
         a = analyze(utk_dir / r["file"])
@@ -133,8 +132,7 @@ def test_age_and_gender_on_labelled_utkface(utk_dir):
 
 
 def test_expression_separates_happy_from_neutral(lfw_dir):
-    with open(lfw_dir / "expressions.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(lfw_dir / "expressions.csv")[1]
     happy = [r["file"] for r in rows if r["expression"] == "happiness"][:15]
     neutral = [r["file"] for r in rows if r["expression"] == "neutral"][:15]
     p = {k: np.mean([analyze(lfw_dir / f).attributes.expression_probs["happy"] for f in files])
@@ -143,8 +141,7 @@ def test_expression_separates_happy_from_neutral(lfw_dir):
 
 
 def test_group_photo_reports_all_faces_and_picks_the_main_one(faceapi_dir):
-    with open(faceapi_dir / "labels.csv", newline="") as f:
-        groups = [r["file"] for r in csv.DictReader(f) if r["kind"] == "group_photo"]
+    groups = [r["file"] for r in read_csv(faceapi_dir / "labels.csv")[1] if r["kind"] == "group_photo"]
     assert groups, "faceapi-samples should list group photos"
     rgb = load_rgb(faceapi_dir / groups[0])
     dets = detect_faces(rgb)

@@ -7,7 +7,6 @@ Identity thresholds were measured, then given a margin: SFace cosine to the orig
 """
 from __future__ import annotations
 
-import csv
 import io
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facelm.csvio import read_csv
 from facelm.errors import ImageTooLargeError, NoFaceError
 from facelm.faces import analyze, choose_face, detect_faces
 from facelm.faces.identity import cosine
@@ -242,8 +242,7 @@ def test_jpeg_reduction_picks_smallest_scale_that_fits(original, tmp_path):
 
 
 def _group_photos(faceapi_dir: Path) -> list[Path]:
-    with open(faceapi_dir / "labels.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["kind"] == "group_photo"]
+    rows = [r for r in read_csv(faceapi_dir / "labels.csv")[1] if r["kind"] == "group_photo"]
     assert rows, "labels.csv lists no group photos"
     return [faceapi_dir / r["file"] for r in rows]
 

@@ -118,15 +118,13 @@ def test_equal_per_item_and_on_subsets():
     """Per-item ROUGE-L/CIDEr and corpus scores on subsets (CIDEr's idf depends on the corpus)."""
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
+    from facelm.eval.metrics import regroup
     from facelm.eval.metrics_ngrams import ngram_metrics
     from facelm.eval.tokenize import ptb_tokenize
     preds, refs = real_corpus()
     ids = sorted(refs)[::3]
     flat = ptb_tokenize([preds[i] for i in ids] + [r for i in ids for r in refs[i]])
-    hyps, item_refs, k = flat[:len(ids)], [], len(ids)
-    for i in ids:
-        item_refs.append(flat[k:k + len(refs[i])])
-        k += len(refs[i])
+    hyps, item_refs = regroup(flat, [refs[i] for i in ids])
     scores, items = ngram_metrics(hyps, item_refs)
     gts = {i: r for i, r in zip(ids, item_refs)}
     res = {i: [h] for i, h in zip(ids, hyps)}

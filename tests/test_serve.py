@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facelm.serve.app import STATIC
 from facelm.serve.background import BackgroundServer
 from facelm.serve.config import ServeConfig
 
 MAX_UPLOAD = 2 * 1024 * 1024
 MAX_PIXELS = 200_000
-STATIC = Path(__file__).resolve().parents[1] / "src" / "facelm" / "serve" / "static"
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 and real UTKFace photos from ../shared/data."""
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 import torch  # the test setup (scripts/setup.sh --test) installs the training extras
 
 from facelm.cli import main  # noqa: E402
+from facelm.csvio import read_csv  # noqa: E402
 from facelm.data.schema import PAIR_QUESTIONS, QA_QUESTIONS, Record  # noqa: E402
 from facelm.errors import FaceLMError, InputFormatError, ModelNotInstalledError  # noqa: E402
 from facelm.models.hf_inputs import IGNORE_INDEX, answer_text, encode_examples  # noqa: E402
@@ -31,7 +31,7 @@ def bases(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def faces(utk_dir) -> list[dict]:
-    rows = list(csv.DictReader(open(utk_dir / "labels.csv", newline="")))[:10]
+    rows = read_csv(utk_dir / "labels.csv")[1][:10]
     return [{**r, "path": str(utk_dir / r["file"])} for r in rows]
 
 

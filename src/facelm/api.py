@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .faces.analysis import analyze as _analyze
-from .faces.types import FaceAnalysis, _round
+from .faces.types import FaceAnalysis
 from .imageio import DEFAULT_MAX_PIXELS, ImageInput
 from .verify import Comparison, compare_analyses
 
@@ -51,7 +51,7 @@ class Description:
 
     def to_dict(self, *, embeddings: bool = False) -> dict[str, Any]:
         return {"answers": dict(self.answers),
-                "analysis": _round(self.analysis.to_dict(embeddings=embeddings))}
+                "analysis": self.analysis.to_dict(embeddings=embeddings)}  # rounded already
 
 
 def describe(image: ImageInput | FaceAnalysis, aspect: str | None = None, *, seed: int = 0) -> Description:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -66,6 +68,11 @@ def _resolve(value: str, root: Path | None) -> str:
     return str(p if p.is_absolute() or root is None else root / p)
 
 
+def _pair_paths(row: dict[str, str], root: Path | None) -> tuple[str | None, ...]:
+    """The row's photo paths, resolved once; None for an empty cell."""
+    return tuple(_resolve(row[c], root) if row.get(c) else None for c in REQUIRED)
+
+
 def _analyse_one(args: tuple[str, bool]) -> tuple[str, Any]:
     from .faces.analysis import analyze
     path, fast = args
@@ -77,14 +84,13 @@ def _analyse_one(args: tuple[str, bool]) -> tuple[str, Any]:
         return path, FaceLMError(f"unexpected error: {type(exc).__name__}: {exc}", item=path)
 
 
-def _record(i: int, row: dict[str, str], results: dict[str, Any], cfg: BatchConfig) -> dict:
+def _record(i: int, row: dict[str, str], paths: tuple[str | None, ...], results: dict[str, Any],
+            cfg: BatchConfig) -> dict:
     from .api import compare
     rec: dict[str, Any] = {"index": i}
-    paths = [_resolve(row.get(c) or "", cfg.root) for c in REQUIRED]
-    errors = [str(results[p]) for p in paths if isinstance(results.get(p), Exception)]
-    if not all(row.get(c) for c in REQUIRED):
-        errors = [f"row {i + 2}: empty file_a or file_b"]
-    if errors:
+    if None in paths:
+        rec["error"] = f"row {i + 2}: empty file_a or file_b"
+    elif errors := [str(results[p]) for p in paths if isinstance(results[p], Exception)]:
         rec["error"] = "; ".join(errors)
     else:
         rec.update(compare(results[paths[0]], results[paths[1]], seed=cfg.seed,
@@ -98,16 +104,10 @@ def run(cfg: BatchConfig, progress: bool = True) -> BatchSummary:
     rows = read_pairs_csv(cfg.pairs)
     done = finished_indices(cfg.out)
     todo = [i for i in range(len(rows)) if i not in done]
-    uses: dict[str, int] = {}
-    for i in todo:
-        for c in REQUIRED:
-            if rows[i].get(c):
-                p = _resolve(rows[i][c], cfg.root)
-                uses[p] = uses.get(p, 0) + 1
     written = failed = 0
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     with open(cfg.out, "a", encoding="utf-8") as out, _progress(len(todo), progress) as bar:
-        for rec in _ordered_records(rows, todo, uses, cfg):
+        for rec in _ordered_records(rows, todo, cfg):
             out.write(json.dumps(rec) + "\n")
             written += 1
             failed += "error" in rec
@@ -120,44 +120,28 @@ def run(cfg: BatchConfig, progress: bool = True) -> BatchSummary:
     return BatchSummary(total=len(rows), skipped=len(done), done=written, failed=failed)
 
 
-def _ordered_records(rows: list[dict], todo: list[int], uses: dict[str, int],
-                     cfg: BatchConfig) -> Iterator[dict]:
+def _ordered_records(rows: list[dict], todo: list[int], cfg: BatchConfig) -> Iterator[dict]:
     """Analyse each photo once (in order of first use) and yield pair records in input order."""
+    paths = {i: _pair_paths(rows[i], cfg.root) for i in todo}
+    uses = Counter(p for i in todo for p in paths[i] if p)  # keys in order of first use
     results: dict[str, Any] = {}
     nxt = 0
     jobs = [(p, cfg.fast) for p in uses]
-    with _pool(cfg.workers) as pool:
+    with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
         mapper = pool.map(_analyse_one, jobs, chunksize=4) if pool else map(_analyse_one, jobs)
         for path, res in mapper:
             results[path] = res
-            while nxt < len(todo) and _ready(rows[todo[nxt]], results, cfg.root):
+            while nxt < len(todo) and all(p is None or p in results for p in paths[todo[nxt]]):
                 i = todo[nxt]
-                yield _record(i, rows[i], results, cfg)
-                for c in REQUIRED:  # free analyses no later pair needs
-                    p = _resolve(rows[i].get(c) or "", cfg.root)
-                    uses[p] = uses.get(p, 1) - 1
-                    if uses[p] <= 0:
-                        results.pop(p, None)
+                yield _record(i, rows[i], paths[i], results, cfg)
+                for p in filter(None, paths[i]):  # free analyses no later pair needs
+                    uses[p] -= 1
+                    if uses[p] == 0:
+                        del results[p]
                 nxt += 1
     while nxt < len(todo):  # rows with empty paths only
-        yield _record(todo[nxt], rows[todo[nxt]], results, cfg)
+        yield _record(todo[nxt], rows[todo[nxt]], paths[todo[nxt]], results, cfg)
         nxt += 1
-
-
-def _ready(row: dict, results: dict, root: Path | None) -> bool:
-    return all(not row.get(c) or _resolve(row[c], root) in results for c in REQUIRED)
-
-
-class _NoPool:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _pool(workers: int) -> Any:
-    return ProcessPoolExecutor(workers) if workers > 1 else _NoPool()
 
 
 def _progress(total: int, enabled: bool) -> Any:

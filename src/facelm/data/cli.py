@@ -129,7 +129,7 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(run: Any, cfg: Any, args: argparse.Namespace) -> int:
-    from .qa import counts_line
+    from .job import counts_line
     m = run(cfg, progress=not args.quiet)
     print(f"{args.out}: {counts_line(m)}", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from ..errors import FaceLMError, InputFormatError
-from ..teacher.base import Task, Teacher, TeacherReply
+from ..teacher.base import Task, Teacher, TeacherFatalError, TeacherReply
 from ..teacher.checks import is_refusal
 from ..teacher.registry import make_teacher
 from .store import DatasetStore, now_iso, read_manifest
@@ -124,6 +124,20 @@ class JobContext:
         self.counts.failures += 1
         self.counts.failure_reasons[reason] += 1
 
+    async def item(self, item_id: str, make: Callable[[], Awaitable[Any]],
+                   release: tuple[str, ...] = (), **failure: Any) -> None:
+        """Store the record `make()` returns, or its FaceLMError as the item's failure (with
+        `failure` as extra fields); a TeacherFatalError stops the job. Then release `release`."""
+        try:
+            self.store.add_record(await make())
+            self.counts.records += 1
+        except TeacherFatalError:
+            raise
+        except FaceLMError as exc:
+            self.fail(item_id, exc, **failure)
+        finally:
+            self.release(*release)
+
     def shutdown(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -134,7 +148,7 @@ class ItemError(FaceLMError):
 
     def __init__(self, message: str, kind: str = "FaceLMError"):
         super().__init__(message)
-        self.message, self.kind = message, kind
+        self.kind = kind
 
     def __reduce__(self) -> tuple:
         return (ItemError, (self.message, self.kind))   # keeps `kind` across a process pool
@@ -197,6 +211,17 @@ async def run_units(ctx: JobContext, units: list[Unit], manifest: Callable[[str]
         await asyncio.gather(*workers, beat, return_exceptions=True)
         bar.close()
         ctx.store.sync()
+
+
+def counts_line(m: dict[str, Any]) -> str:
+    """One line for the terminal: what is in the folder now, and what this run did."""
+    c, run, cost = m["counts"], m["runs"][-1], m["usage"]["cost_usd"]
+    return (f"{c['records']} records, {c['failures']} failures ({run['records']} and "
+            f"{run['failures']} this run, {run['skipped']} done earlier); {c['refusals']} refusals "
+            f"({c['refusals_recovered']} recovered), {c['leakage']} leakage, "
+            f"{c['verdict_contradictions']} verdict contradictions; "
+            f"{m['usage']['requests']} requests, "
+            + (f"${cost:.4f}" if cost is not None else "cost unknown (no price for this model)"))
 
 
 def check_same_job(previous: dict[str, Any], kind: str, teacher: str, prompt_version: str,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FaceLMError, InputFormatError
-from ..teacher.base import Task, TeacherFatalError
+from ..teacher.base import Task
 from ..teacher.checks import stated_verdict
 from ..teacher.prompts import PromptSet, evidence_text, load_prompts
 from ..teacher.registry import TeacherSpec
@@ -89,12 +89,11 @@ def item_id(pair: Pair, tier: str) -> str:
 
 
 def get_pairs(cfg: PairsConfig, images: list[LabeledImage], previous: dict[str, Any],
-              progress: bool = True, keep: dict[str, Any] | None = None,
-              full: bool = False) -> list[Pair]:
+              progress: bool = True, keep: dict[str, Any] | None = None) -> list[Pair]:
     """The given pairs, the pairs an earlier run of this job sampled, or a new seeded sample.
 
-    Hard-negative sampling analyses every labelled photo (identity only unless `full` or
-    --same-group); those analyses are put in `keep` for the job to reuse."""
+    Hard-negative sampling analyses every labelled photo, identity only unless --same-group or
+    `keep` is given: a job that needs the full analyses passes `keep`, and gets them there."""
     if cfg.pairs:
         return read_pairs(cfg.pairs)
     saved = Path(cfg.out) / SAMPLED
@@ -110,8 +109,9 @@ def get_pairs(cfg: PairsConfig, images: list[LabeledImage], previous: dict[str, 
         raise InputFormatError("no pairs to explain", item="facelm data pairs",
                                hint="give --labels (file,identity) to sample pairs, or --pairs")
     def analyse(paths: list[str]) -> dict[str, Any]:
-        found = analyse_many(paths, cfg.workers, progress, fast=not (full or cfg.same_group))
-        if keep is not None and (full or cfg.same_group):
+        found = analyse_many(paths, cfg.workers, progress,
+                             fast=keep is None and not cfg.same_group)
+        if keep is not None:
             keep.update(found)
         return found
 
@@ -174,43 +174,35 @@ def make_unit(pair: Pair, tier: str, plan: PairPlan) -> Any:
     told = {"same": pair.same, **({"a": la.labels} if la and la.labels else {}),
             **({"b": lb.labels} if lb and lb.labels else {})}
 
+    async def record(ctx: JobContext) -> Record:
+        analyses = ((await ctx.analysis(ka), await ctx.analysis(kb))
+                    if plan.needs_analysis else ())
+        evidence = ""
+        if plan.cfg.grounding:
+            evidence = "".join(f"Photo {n}: {evidence_text(a)}" for n, a in zip("AB", analyses))
+        descriptions = None
+        if plan.describer is not None:
+            a_an, b_an = analyses or (None, None)
+            descriptions = (await plan.describer(ctx, pa, a_an),
+                            await plan.describer(ctx, pb, b_an))
+        reply = await ctx.ask(lambda strict: Task(
+            "pair", plan.prompts.pair_explain(tier, pair.same, (pa, pb),
+                                              descriptions=descriptions, evidence=evidence,
+                                              strict=strict),
+            tier=tier, same=pair.same, labels=told, analyses=analyses, seed=plan.cfg.seed))
+        said = stated_verdict(reply.text)
+        if said is not pair.same:
+            ctx.counts.verdict_contradictions += 1
+            raise VerdictError(f"the explanation states {_verdict_word(said)} but the label "
+                               f"is {_verdict_word(pair.same)}: {reply.text[:100]!r}", item=uid)
+        return Record(id=uid, kind="pair", images=(pa, pb), question=plan.questions[tier],
+                      answer=reply.text, tier=tier, same=pair.same, identities=ids, labels=told,
+                      teacher=ctx.teacher.name, prompt_version=plan.prompts.version,
+                      created=now_iso(), usage=reply.usage)
+
     async def unit(ctx: JobContext) -> None:
-        try:
-            analyses = ((await ctx.analysis(ka), await ctx.analysis(kb))
-                        if plan.needs_analysis else ())
-            evidence = ""
-            if plan.cfg.grounding:
-                evidence = "".join(f"Photo {n}: {evidence_text(a)}" for n, a in zip("AB", analyses))
-            descriptions = None
-            if plan.describer is not None:
-                a_an, b_an = analyses or (None, None)
-                descriptions = (await plan.describer(ctx, pa, a_an),
-                                await plan.describer(ctx, pb, b_an))
-            reply = await ctx.ask(lambda strict: Task(
-                "pair", plan.prompts.pair_explain(tier, pair.same, (pa, pb),
-                                                  descriptions=descriptions, evidence=evidence,
-                                                  strict=strict),
-                tier=tier, same=pair.same, labels=told, analyses=analyses, seed=plan.cfg.seed))
-            said = stated_verdict(reply.text)
-            if said is not pair.same:
-                ctx.counts.verdict_contradictions += 1
-                raise VerdictError(f"the explanation states {_verdict_word(said)} but the label "
-                                   f"is {_verdict_word(pair.same)}: {reply.text[:100]!r}",
-                                   item=uid)
-            rec = Record(id=uid, kind="pair", images=(pa, pb), question=plan.questions[tier],
-                         answer=reply.text, tier=tier, same=pair.same, identities=ids,
-                         labels=told, teacher=ctx.teacher.name,
-                         prompt_version=plan.prompts.version, created=now_iso(),
-                         usage=reply.usage)
-            ctx.store.add_record(rec)
-            ctx.counts.records += 1
-        except TeacherFatalError:
-            raise
-        except FaceLMError as exc:
-            ctx.fail(uid, exc, images=[pa, pb], same=pair.same)
-        finally:
-            if plan.needs_analysis:
-                ctx.release(ka, kb)
+        await ctx.item(uid, lambda: record(ctx), (ka, kb) if plan.needs_analysis else (),
+                       images=[pa, pb], same=pair.same)
     return unit
 
 
@@ -247,10 +239,10 @@ def run_pairs(cfg: PairsConfig, progress: bool = True) -> dict[str, Any]:
     ctx, previous = open_job("pairs", cfg, prompts.version)
     needs = ctx.teacher.needs_analysis or cfg.grounding
     measured: dict[str, Any] = {}
-    pairs = get_pairs(cfg, images, previous, progress, keep=measured, full=needs)
+    pairs = get_pairs(cfg, images, previous, progress, keep=measured if needs else None)
     two_step = cfg.two_step and not ctx.teacher.needs_analysis
-    plan = PairPlan(cfg, prompts, {**PAIR_QUESTIONS, **prompts.data["pairs"].get("questions", {})},
-                    needs, Describer(Path(cfg.out), prompts, cfg.grounding, cfg.seed)
+    plan = PairPlan(cfg, prompts, prompts.questions("pairs", PAIR_QUESTIONS), needs,
+                    Describer(Path(cfg.out), prompts, cfg.grounding, cfg.seed)
                     if two_step else None, {img.file: img for img in images})
     units, n_items = build_units(pairs, plan, ctx)
     ctx.preloaded = {p: measured[p] for p in ctx.uses if p in measured}

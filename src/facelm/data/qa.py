@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FaceLMError, InputFormatError
-from ..teacher.base import Task, TeacherFatalError
+from ..teacher.base import Task
 from ..teacher.labels import leaked_labels
 from ..teacher.prompts import PromptSet, evidence_text, load_prompts
 from ..teacher.registry import TeacherSpec
-from .job import JobContext, RunCounts, open_job, run_recorded
+from .job import JobContext, open_job, run_recorded
 from .schema import QA_QUESTIONS, Record
 from .sources import LabeledImage, read_labels
 from .store import now_iso
@@ -42,13 +42,7 @@ class QAConfig:
     retry_failed: bool = False
 
 
-def questions(prompts: PromptSet) -> dict[str, str]:
-    """The student questions: the shared defaults, or the prompt file's [qa.questions]."""
-    return {**QA_QUESTIONS, **prompts.data["qa"].get("questions", {})}
-
-
-def check_aspects(aspects: tuple[str, ...], prompts: PromptSet) -> None:
-    known = questions(prompts)
+def check_aspects(aspects: tuple[str, ...], known: dict[str, str]) -> None:
     bad = [a for a in aspects if a not in known]
     if bad or not aspects:
         raise InputFormatError(f"unknown aspect(s) {', '.join(bad) or '(none given)'}",
@@ -64,43 +58,37 @@ def make_unit(img: LabeledImage, aspect: str, cfg: QAConfig, prompts: PromptSet,
     uid = item_id(img, aspect)
     image = str(Path(img.path).resolve())
 
+    async def record(ctx: JobContext) -> Record:
+        leaked = leaked_labels(question, img.labels)
+        if leaked:
+            ctx.counts.leakage += 1
+            raise LeakageError(f"the question reveals the label(s) {', '.join(leaked)}: "
+                               f"{question!r}", item=uid,
+                               hint="remove labels from [qa.questions] in the prompt file")
+        analyses = (await ctx.analysis(img.path),) if needs_analysis else ()
+        evidence = evidence_text(analyses[0]) if cfg.grounding else ""
+        reply = await ctx.ask(lambda strict: Task(
+            "qa", prompts.qa(aspect, img.labels, img.path, evidence, strict), aspect=aspect,
+            labels=img.labels, analyses=analyses, seed=cfg.seed))
+        return Record(id=uid, kind="qa", images=(image,), question=question, answer=reply.text,
+                      aspect=aspect, identities=(img.identity or img.file,),
+                      labels=dict(img.labels), teacher=ctx.teacher.name,
+                      prompt_version=prompts.version, created=now_iso(), usage=reply.usage)
+
     async def unit(ctx: JobContext) -> None:
-        try:
-            leaked = leaked_labels(question, img.labels)
-            if leaked:
-                ctx.counts.leakage += 1
-                raise LeakageError(f"the question reveals the label(s) {', '.join(leaked)}: "
-                                   f"{question!r}", item=uid,
-                                   hint="remove labels from [qa.questions] in the prompt file")
-            analyses = (await ctx.analysis(img.path),) if needs_analysis else ()
-            evidence = evidence_text(analyses[0]) if cfg.grounding else ""
-            reply = await ctx.ask(lambda strict: Task(
-                "qa", prompts.qa(aspect, img.labels, img.path, evidence, strict), aspect=aspect,
-                labels=img.labels, analyses=analyses, seed=cfg.seed))
-            rec = Record(id=uid, kind="qa", images=(image,), question=question,
-                         answer=reply.text, aspect=aspect, identities=(img.identity or img.file,),
-                         labels=dict(img.labels), teacher=ctx.teacher.name,
-                         prompt_version=prompts.version, created=now_iso(), usage=reply.usage)
-            ctx.store.add_record(rec)
-            ctx.counts.records += 1
-        except TeacherFatalError:
-            raise
-        except FaceLMError as exc:
-            ctx.fail(uid, exc, images=[image])
-        finally:
-            if needs_analysis:
-                ctx.release(img.path)
+        await ctx.item(uid, lambda: record(ctx), (img.path,) if needs_analysis else (),
+                       images=[image])
     return unit
 
 
 def run_qa(cfg: QAConfig, progress: bool = True) -> dict[str, Any]:
     """Generate (or resume) the QA dataset in cfg.out; returns the manifest."""
     prompts = load_prompts(cfg.prompts)
-    check_aspects(cfg.aspects, prompts)
+    qs = prompts.questions("qa", QA_QUESTIONS)
+    check_aspects(cfg.aspects, qs)
     images = read_labels(cfg.labels, cfg.images, cfg.columns)[: cfg.limit or None]
     ctx, previous = open_job("qa", cfg, prompts.version)
     needs = ctx.teacher.needs_analysis or cfg.grounding
-    qs = questions(prompts)
     units, total = [], 0
     for img in images:
         for aspect in cfg.aspects:
@@ -113,16 +101,3 @@ def run_qa(cfg: QAConfig, progress: bool = True) -> dict[str, Any]:
     extra = {"prompt_version": prompts.version, "prompts": prompts.source,
              "images_root": str(Path(cfg.images).resolve()), "questions": qs}
     return run_recorded("qa", ctx, units, cfg, extra, total, previous, progress)
-
-
-def counts_line(m: dict[str, Any]) -> str:
-    """One line for the terminal: what is in the folder now, and what this run did."""
-    c, run = m["counts"], RunCounts(**{k: v for k, v in m["runs"][-1].items()
-                                       if k in RunCounts.__dataclass_fields__})
-    cost = m["usage"]["cost_usd"]
-    return (f"{c['records']} records, {c['failures']} failures ({run.records} and {run.failures} "
-            f"this run, {run.skipped} done earlier); {c['refusals']} refusals "
-            f"({c['refusals_recovered']} recovered), {c['leakage']} leakage, "
-            f"{c['verdict_contradictions']} verdict contradictions; "
-            f"{m['usage']['requests']} requests, "
-            + (f"${cost:.4f}" if cost is not None else "cost unknown (no price for this model)"))

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from ..explain import evidence as E
 from ..explain.claims import Claim, extract_claims
+from ..explain.pair import stated_gap
 from ..faces.types import FaceAnalysis
 from ..teacher.labels import canonical_gender
 
@@ -174,7 +175,7 @@ def _pair_check(c: Claim, faces: Sequence[FaceAnalysis | None]) -> Result:
         axis = c.kind.split("_")[0]
         if not (E.pose_reliable(a) and E.pose_reliable(b)):
             return "uncheckable", "a pose estimate is unreliable"
-        gap = abs(round(getattr(a.pose, axis)) - round(getattr(b.pose, axis)))
+        gap = stated_gap(getattr(a.pose, axis), getattr(b.pose, axis))
         return _ok(_angle(c.value, gap), f"measured {axis} gap {gap}°")
     if c.kind == "brightness_gap":
         gap = abs(a.quality.brightness - b.quality.brightness)
@@ -182,7 +183,7 @@ def _pair_check(c: Claim, faces: Sequence[FaceAnalysis | None]) -> Result:
     if a.attributes is None or b.attributes is None:
         return "uncheckable", "attributes were not estimated (fast analysis)"
     if c.kind == "age_gap":
-        gap = abs(round(a.attributes.age) - round(b.attributes.age))
+        gap = stated_gap(a.attributes.age, b.attributes.age)
         return _ok(abs(c.value - gap) <= 1, f"measured age gap {gap}")
     ga, gb = a.attributes.gender, b.attributes.gender
     return _ok((ga != gb) != c.value, f"genders {ga} and {gb}")   # gender_match

@@ -24,11 +24,11 @@ from typing import Any, Callable
 
 from ..csvio import read_csv
 from ..errors import InputFormatError
-from ..models.evidence_mcq import AGE_BINS
+from .fairness import age_group_index
 
 POSTPEND = "Please answer the question and provide only the correct option letter, e.g., A, B, C, D."
-AGE_GROUPS = tuple((name, lo, hi) for name, (lo, hi) in zip(  # (name, lo, hi): FaceXBench's nine
-    ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70"), AGE_BINS))
+# FaceXBench's nine age groups by name, in the order of models.evidence_mcq.AGE_BINS (their bounds)
+AGE_GROUPS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
 PREPEND = {
     "age": "Age estimation involves predicting the age of a person based on their facial features in an "
            "image. For this task, we define the following age groups: 0-2, 3-9, 10-19, 20-29, 30-39, "
@@ -57,12 +57,8 @@ class MakeMCQConfig:
     seed: int = 0
 
 
-def _group_index(age: float) -> int:
-    return next(i for i, (_, lo, hi) in enumerate(AGE_GROUPS) if lo <= age < hi)
-
-
 def age_group(age: float) -> str:
-    return AGE_GROUPS[_group_index(age)][0]
+    return AGE_GROUPS[age_group_index(age)]
 
 
 def _read_csv(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
@@ -105,7 +101,7 @@ def _age_single(w: _Writer, utk: list[dict], n: int) -> None:
              "Which age group does the person in this image belong to?")
     for r in w.draw(utk, n, "UTKFace photos"):
         right = age_group(float(r["age"]))
-        others = w.rng.sample([g for g, _, _ in AGE_GROUPS if g != right], 3)
+        others = w.rng.sample([g for g in AGE_GROUPS if g != right], 3)
         w.add([r["file"]], w.rng.choice(texts), [right, *others], right)
 
 
@@ -113,7 +109,7 @@ def _age_multiple(w: _Writer, utk: list[dict], n: int) -> None:
     for i in range(n):
         if i % 2 == 0:  # older of two, FaceXBench's most common age question
             a, b = w.rng.sample(utk, 2)
-            ia, ib = (_group_index(float(x["age"])) for x in (a, b))
+            ia, ib = (age_group_index(float(x["age"])) for x in (a, b))
             right = "Both are of the same age group" if ia == ib else ("Image 1" if ia > ib else "Image 2")
             w.add([a["file"], b["file"]], "Who among these two appears to be older?",
                   ["Image 1", "Image 2", "Both are of the same age group", "None of the above"], right)
@@ -121,7 +117,7 @@ def _age_multiple(w: _Writer, utk: list[dict], n: int) -> None:
             trio = w.rng.sample(utk, 3)
             groups = [age_group(float(x["age"])) for x in trio]
             unique = [g for g in groups if groups.count(g) == 1]
-            absent = [g for g, _, _ in AGE_GROUPS if g not in groups]
+            absent = [g for g in AGE_GROUPS if g not in groups]
             # FaceXBench asks for a group present in one photo more often than for an absent one
             target = w.rng.choice(unique if unique and w.rng.random() < 0.7 else absent)
             right = f"Image {groups.index(target) + 1}" if target in groups else "None of the above"

@@ -23,9 +23,6 @@ from ..errors import FaceLMError, InputFormatError
 from .extract import extract_choice
 from .mcq import LETTERS, Question, Task, build_prompt
 
-MODES = ("auto", "generate", "loglik")
-
-
 @dataclass(frozen=True)
 class MCQConfig:
     bench: str

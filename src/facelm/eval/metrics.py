@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import FaceLMError, InputFormatError
 from .bertscore import BertScoreConfig, bertscore as _bertscore
 from .metrics_meteor import (METEOR_APPROX_KEY, close_meteor, default_workers, meteor_approx,
@@ -63,6 +61,10 @@ class MetricsResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def main_scores(self) -> dict[str, float]:
+        """The metric keys' scores (BERTScore's P and R left out): metrics.json, compute_metrics."""
+        return {k: v for k, v in self.scores.items() if not k.endswith((" P", " R"))}
 
 
 def check_pairs(preds: dict[str, str], refs: dict[str, list[str]]) -> list[str]:
@@ -173,8 +175,7 @@ def compute_metrics(preds: dict[str, str], refs: dict[str, list[str]], *,
     key is 'METEOR (no-Java approximation)' (a warning is logged). BERTScore P and R are left out
     here; `evaluate_texts` returns them too.
     """
-    res = evaluate_texts(preds, refs, MetricsConfig(bertscore=bertscore))
-    return {k: v for k, v in res.scores.items() if not k.endswith((" P", " R"))}
+    return evaluate_texts(preds, refs, MetricsConfig(bertscore=bertscore)).main_scores()
 
 
 # ---- JSONL inputs ------------------------------------------------------------------------------
@@ -236,8 +237,3 @@ def read_references(path: str | Path) -> dict[str, list[str]]:
             raise InputFormatError(f"duplicate id {i!r}", item=where)
         out[i] = refs
     return out
-
-
-def per_item_table(res: MetricsResult) -> np.ndarray:
-    """(N, M) array of the per-item scores, columns in `res.per_item` order."""
-    return np.array([res.per_item[k] for k in res.per_item]).T

@@ -68,7 +68,7 @@ def write_metrics_report(out: Path, res: Any, cfg: Any, inputs: dict[str, str]) 
     """report.md, metrics.json, details.json, per_item.jsonl, metrics.png, config.json."""
     from dataclasses import asdict
     from .metrics_report import bar_and_hist_png, markdown_table, save_config, write_json
-    main = {k: v for k, v in res.scores.items() if not k.endswith((" P", " R"))}
+    main = res.main_scores()
     write_json(out / "metrics.json", main)
     write_json(out / "details.json", {"n_items": len(res.ids), "scores": res.scores,
                                       "tokenizer": res.tokenizer, "notes": res.notes,

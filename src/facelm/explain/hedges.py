@@ -45,8 +45,7 @@ def flag_values(a: FaceAnalysis) -> dict[str, str]:
     q, p = a.quality, a.pose
     return {"dark": _exposure(q.brightness, q.underexposed, True),
             "bright": _exposure(q.brightness, q.overexposed, False),
-            "io": px(q.interocular_px), "sh": f"{q.sharpness:.2f}", "br": share(q.brightness),
-            "ct": share(q.contrast), "under": share(q.underexposed), "over": share(q.overexposed),
+            "io": px(q.interocular_px), "sh": f"{q.sharpness:.2f}", "ct": share(q.contrast),
             "yaw": deg(p.yaw), "pitch": deg(p.pitch), "roll": deg(p.roll),
             # pitch > 0 looks up, i.e. the camera sees the face from below (faces/types.py)
             "updown": "up" if p.pitch > 0 else "down", "view": "below" if p.pitch > 0 else "above"}

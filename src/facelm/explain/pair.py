@@ -134,7 +134,8 @@ def gender_conflict(cmp: Comparison) -> bool:
             and min(aa.gender_confidence, ab.gender_confidence) >= 0.9)
 
 
-def _gap(x: float, y: float) -> int:
+def stated_gap(x: float, y: float) -> int:
+    """Gap of the stated (whole) values, so "yaw +12° and -20° (gap 32°)" adds up (and audits)."""
     return abs(int(round(x)) - int(round(y)))
 
 
@@ -150,17 +151,16 @@ def pair_evidence(cmp: Comparison) -> dict[str, Any]:
         "model_thresholds": {"sface": cal.THRESHOLD_SFACE, "dlib": cal.THRESHOLD_DLIB},
         "model_verdicts": {k: bool(v) for k, v in cmp.model_verdicts.items()},
         "models_agree": bool(cmp.models_agree),
-        "age_gap": None if d.age_gap is None else abs(round(cmp.a.attributes.age)
-                                                      - round(cmp.b.attributes.age)),
+        "age_gap": None if d.age_gap is None else stated_gap(cmp.a.attributes.age,
+                                                             cmp.b.attributes.age),
         "gender_match": d.gender_match, "gender_conflict": gender_conflict(cmp),
         "expression_a": d.expression_a, "expression_b": d.expression_b,
         "expression_distance": (None if d.expression_distance is None
                                 else round(d.expression_distance, 2)),
         "poses_reliable": _poses_reliable(cmp), "pose_reason": pose_reason(cmp),
-        # gaps of the stated (rounded) angles, so "yaw +12° and -20° (gap 32°)" adds up
-        "yaw_gap": _gap(cmp.a.pose.yaw, cmp.b.pose.yaw),
-        "pitch_gap": _gap(cmp.a.pose.pitch, cmp.b.pose.pitch),
-        "roll_gap": _gap(cmp.a.pose.roll, cmp.b.pose.roll),
+        "yaw_gap": stated_gap(cmp.a.pose.yaw, cmp.b.pose.yaw),
+        "pitch_gap": stated_gap(cmp.a.pose.pitch, cmp.b.pose.pitch),
+        "roll_gap": stated_gap(cmp.a.pose.roll, cmp.b.pose.roll),
         "max_abs_yaw": round(d.max_abs_yaw), "brightness_gap": round(d.brightness_gap, 2),
         "sharpness_ratio": round(d.sharpness_ratio, 1),
         "min_interocular_px": round(d.min_interocular_px),
@@ -305,7 +305,7 @@ def _attributes_detail(cmp: Comparison, rng: random.Random, notes: bool = True) 
     aa, ab = cmp.a.attributes, cmp.b.attributes
     if aa is None or ab is None:
         return "Age, gender and expression were not estimated (identity-only analysis)."
-    gap = abs(round(aa.age) - round(ab.age))  # of the stated (rounded) ages, so the text adds up
+    gap = stated_gap(aa.age, ab.age)
     age = pick(rng, ("Age: estimated {x} and {y} years, a {g}-year gap.",
                      "Estimated ages are {x} and {y} ({g} years apart)."),
                x=age_years(aa.age), y=age_years(ab.age), g=gap)

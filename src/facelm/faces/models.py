@@ -7,6 +7,7 @@ share between threads; worker processes each load their own copy once.
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import threading
@@ -61,6 +62,7 @@ def model_path(name: str) -> Path:
     return path
 
 
+@functools.cache  # reading package metadata costs ~0.3 ms, and every analysis asks for 5-8 labels
 def model_label(name: str) -> str:
     """'<model> [<package> <version>]', recorded next to every value the model produced."""
     spec = MODEL_FILES[name]
@@ -117,14 +119,8 @@ def dlib_resnet() -> Any:
 
 
 def onnx_session(name: str) -> Any:
-    def build() -> Any:
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        # One thread per session: we parallelise across images/processes, not inside tiny nets.
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        return ort.InferenceSession(str(model_path(name)), opts, providers=["CPUExecutionProvider"])
-    return cached(name, build)
+    from .ort_models import session
+    return cached(name, lambda: session(str(model_path(name))))
 
 
 def expression_interpreter() -> Any:

@@ -1,5 +1,5 @@
 """Weights we convert once to ONNX (SFace folded to fp32, dlib's ResNet read from its .dat file),
-kept in facelm's cache, and the onnxruntime sessions that run them."""
+kept in facelm's cache, and the one onnxruntime session setup that facelm.faces uses."""
 from __future__ import annotations
 
 import os

@@ -25,6 +25,7 @@ class VisionSpec:
     layers: int = 4
     heads: int = 4
     downsample_ratio: float = 0.5   # pixel shuffle: (112/14)^2 * 0.25 = 16 tokens per image
+    mlp_ratio: int = 4              # MLP width / hidden_size
 
     @property
     def tokens_per_image(self) -> int:
@@ -32,38 +33,48 @@ class VisionSpec:
         return int(side * side * self.downsample_ratio ** 2)
 
 
-def build_internvl_on_lm(out: str | Path, lm_dir: str | Path, *, vision: VisionSpec = VisionSpec(),
-                         seed: int = 0) -> Path:
-    """Write an InternVLForConditionalGeneration whose language model is the causal LM in `lm_dir`
-    (a Llama/Qwen2-family folder), plus an image-only InternVL processor, to `out`."""
+def build_internvl(tok: Any, text_config: dict[str, Any], vision: VisionSpec, *,
+                   tie_word_embeddings: bool, seed: int) -> tuple[Any, Any]:
+    """(a seeded, randomly initialised InternVLForConditionalGeneration, its image-only processor)
+    for a tokenizer carrying INTERNVL_TOKENS and a text model config."""
     import torch
-    from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer,
-                              GotOcr2ImageProcessorPil, InternVLConfig,
-                              InternVLForConditionalGeneration)
+    from transformers import GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration
     from transformers.models.internvl.configuration_internvl import InternVLVisionConfig
 
     from .hf_processor import image_only
-    from .hf_tiny import _save
-    tok = AutoTokenizer.from_pretrained(str(lm_dir), extra_special_tokens=dict(INTERNVL_TOKENS))
-    text = AutoConfig.from_pretrained(str(lm_dir))
-    text.vocab_size = len(tok)
     vis = InternVLVisionConfig(hidden_size=vision.hidden_size, num_hidden_layers=vision.layers,
                                num_attention_heads=vision.heads,
-                               intermediate_size=4 * vision.hidden_size,
+                               intermediate_size=vision.mlp_ratio * vision.hidden_size,
                                image_size=[vision.image_size] * 2, patch_size=[vision.patch_size] * 2)
-    cfg = InternVLConfig(vision_config=vis.to_dict(), text_config=text.to_dict(),
+    cfg = InternVLConfig(vision_config=vis.to_dict(), text_config=text_config,
                          image_token_id=tok.context_image_token_id,
                          image_seq_length=vision.tokens_per_image,
                          downsample_ratio=vision.downsample_ratio,
-                         tie_word_embeddings=text.tie_word_embeddings)
+                         tie_word_embeddings=tie_word_embeddings)
     torch.manual_seed(seed)
     model = InternVLForConditionalGeneration(cfg)
-    _copy_lm(model, AutoModelForCausalLM.from_pretrained(str(lm_dir), dtype=torch.float32), len(tok))
     image_proc = GotOcr2ImageProcessorPil(size={"height": vision.image_size,
                                                 "width": vision.image_size}, crop_to_patches=False)
     proc = image_only("InternVLProcessor")(image_processor=image_proc, tokenizer=tok,
                                            image_seq_length=vision.tokens_per_image,
                                            chat_template=INTERNVL_CHAT_TEMPLATE)
+    return model, proc
+
+
+def build_internvl_on_lm(out: str | Path, lm_dir: str | Path, *, vision: VisionSpec = VisionSpec(),
+                         seed: int = 0) -> Path:
+    """Write an InternVLForConditionalGeneration whose language model is the causal LM in `lm_dir`
+    (a Llama/Qwen2-family folder), plus an image-only InternVL processor, to `out`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .hf_tiny import _save
+    tok = AutoTokenizer.from_pretrained(str(lm_dir), extra_special_tokens=dict(INTERNVL_TOKENS))
+    text = AutoConfig.from_pretrained(str(lm_dir))
+    text.vocab_size = len(tok)
+    model, proc = build_internvl(tok, text.to_dict(), vision,
+                                 tie_word_embeddings=text.tie_word_embeddings, seed=seed)
+    _copy_lm(model, AutoModelForCausalLM.from_pretrained(str(lm_dir), dtype=torch.float32), len(tok))
     return _save(model, proc, out)
 
 

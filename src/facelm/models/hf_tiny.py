@@ -7,7 +7,7 @@ hub's layout, which `facelm.models.hf_vlm.load` and `AutoModelForImageTextToText
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from ..data.schema import PAIR_QUESTIONS, QA_QUESTIONS
 
@@ -56,23 +56,30 @@ _CORPUS = [
 ]
 
 
-def train_tokenizer(extra_tokens: dict[str, str], vocab_size: int = 512,
-                    corpus: Iterable[str] = ()) -> Any:
-    """A byte-level BPE tokenizer trained here on facelm's questions and a few answers, carrying the
-    chat tokens and the model family's image tokens as named special tokens."""
+def bpe_tokenizer(texts: Iterable[str], special_tokens: Sequence[str], vocab_size: int,
+                  **named: Any) -> Any:
+    """A byte-level BPE tokenizer (transformers fast tokenizer) trained on `texts`; `named` sets
+    its eos/pad/extra special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    special = list(CHAT_TOKENS) + list(extra_tokens.values())
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special_tokens),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(texts), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **named)
+
+
+def train_tokenizer(extra_tokens: dict[str, str], vocab_size: int = 512,
+                    corpus: Iterable[str] = ()) -> Any:
+    """A byte-level BPE tokenizer trained here on facelm's questions and a few answers, carrying the
+    chat tokens and the model family's image tokens as named special tokens."""
     text = list(QA_QUESTIONS.values()) + list(PAIR_QUESTIONS.values()) + _CORPUS + list(corpus)
-    tok.train_from_iterator(text * 4, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", extra_special_tokens=dict(extra_tokens))
+    return bpe_tokenizer(text * 4, [*CHAT_TOKENS, *extra_tokens.values()], vocab_size,
+                         eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                         extra_special_tokens=dict(extra_tokens))
 
 
 def _text_config(vocab: int, **over: Any) -> dict[str, Any]:
@@ -84,26 +91,14 @@ def _text_config(vocab: int, **over: Any) -> dict[str, Any]:
 
 def build_tiny_internvl(out: str | Path, *, seed: int = 0, image_size: int = 56) -> Path:
     """A 2-layer InternVL (vision and Qwen2 text towers), 4 image tokens per 56-px image."""
-    import torch
-    from transformers import (GotOcr2ImageProcessorPil, InternVLConfig,
-                              InternVLForConditionalGeneration, Qwen2Config)
-    from transformers.models.internvl.configuration_internvl import InternVLVisionConfig
+    from transformers import Qwen2Config
 
-    from .hf_processor import image_only
+    from .hf_compose import VisionSpec, build_internvl
     tok = train_tokenizer(INTERNVL_TOKENS)
-    vision = InternVLVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=64, image_size=[image_size] * 2, patch_size=[14, 14])
     text = Qwen2Config(**_text_config(len(tok)))
-    seq = (image_size // 14) ** 2 // 4  # tokens per tile after the 0.5 pixel-shuffle downsampling
-    cfg = InternVLConfig(vision_config=vision.to_dict(), text_config=text.to_dict(),
-                         image_token_id=tok.context_image_token_id, image_seq_length=seq,
-                         downsample_ratio=0.5, tie_word_embeddings=False)
-    torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(cfg)
-    image_proc = GotOcr2ImageProcessorPil(size={"height": image_size, "width": image_size},
-                                          crop_to_patches=False)
-    proc = image_only("InternVLProcessor")(image_processor=image_proc, tokenizer=tok,
-                                           image_seq_length=seq, chat_template=INTERNVL_CHAT_TEMPLATE)
+    vision = VisionSpec(image_size=image_size, patch_size=14, hidden_size=32, layers=2, heads=2,
+                        downsample_ratio=0.5, mlp_ratio=2)
+    model, proc = build_internvl(tok, text.to_dict(), vision, tie_word_embeddings=False, seed=seed)
     return _save(model, proc, out)
 
 

@@ -73,10 +73,6 @@ class HFVLM(FaceVLM):
         self.name = f"hf:{name}"
         self.family = family_of(model)
 
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
-
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         first = next(self.model.parameters())
         return to_device(batch, first.device, first.dtype)

@@ -36,6 +36,10 @@ class PromptSet:
     version: str      # meta.version + "+" + first 8 hex of the file's SHA-256
     source: str
 
+    def questions(self, table: str, defaults: Mapping[str, str]) -> dict[str, str]:
+        """The student questions: `defaults`, overridden by the file's [<table>.questions]."""
+        return {**defaults, **self.data[table].get("questions", {})}
+
     def qa(self, aspect: str, labels: Mapping[str, Any], image: str, evidence: str = "",
            strict: bool = False) -> ChatPrompt:
         q = self.data["qa"]

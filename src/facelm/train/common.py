@@ -1,5 +1,6 @@
-"""Helpers every facelm trainer shares: seeding, the loss-curve PNG and the config file saved next
-to each checkpoint. Heavy imports (torch, matplotlib) happen inside the functions."""
+"""Helpers every facelm trainer shares: seeding, the loss-curve PNG, the config file saved next
+to each checkpoint and where a record's image lies. Heavy imports (torch, matplotlib) happen
+inside the functions."""
 from __future__ import annotations
 
 import dataclasses
@@ -75,3 +76,15 @@ def save_config(config: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
+
+
+def resolve_image(path: str, data: str | Path) -> str:
+    """A record's image path: as given (absolute or relative to the working directory) where that
+    exists, else relative to the dataset folder (`data`, or the folder of a JSONL file), else as
+    given, for the image loader to report."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    data = Path(data)
+    root = data if data.is_dir() else data.parent
+    return str(root / p) if (root / p).exists() else str(p)

@@ -55,9 +55,11 @@ class TrainConfig:
 
 def _precision(requested: str) -> str:
     import torch
+
+    from ..models.hf_vlm import pick_dtype  # one rule for "auto" in both trainers
     if requested != "auto":
         return requested
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if pick_dtype("auto") == torch.bfloat16 else "no"
 
 
 def _read_state(out: Path, resume: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from ..data.schema import Record, read_records
 from ..errors import FaceLMError, InputFormatError
+from .common import resolve_image
 
 
 def select_records(data: str | Path, *, kinds: Sequence[str] = ("pair", "qa"),
@@ -30,15 +31,6 @@ def select_records(data: str | Path, *, kinds: Sequence[str] = ("pair", "qa"),
                                f"aspects {list(aspects) or 'all'})", item=str(data),
                                hint="check --kinds/--tiers/--aspects against the dataset")
     return out
-
-
-def resolve_image(path: str, data: Path) -> str:
-    """Records may hold paths relative to the dataset folder or to the working directory."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return str(p)
-    root = data if data.is_dir() else data.parent
-    return str(root / p) if (root / p).exists() else str(p)
 
 
 def build_items(records: Sequence[Record], data: str | Path, tok: Any, cfg: Any, extractor: Any,

@@ -10,6 +10,7 @@ from typing import Any, Iterator, Sequence
 
 from ..data.schema import Record, read_records
 from ..errors import InputFormatError
+from .common import resolve_image
 
 
 @dataclass(frozen=True)
@@ -23,13 +24,12 @@ class Example:
 def load_examples(data: str | Path, limit: int = 0) -> list[Example]:
     """Examples from a facelm dataset folder (or JSONL file); image paths may be absolute or
     relative to the dataset folder. Errors name the record and say what to do."""
-    root = Path(data) if Path(data).is_dir() else Path(data).parent
     out = []
     for rec in read_records(data):
         if not rec.answer.strip():
             raise InputFormatError("empty answer", item=f"{data}: record {rec.id}",
                                    hint="remove the record or regenerate it")
-        out.append(Example(rec.id, tuple(_resolve(p, root, rec) for p in rec.images),
+        out.append(Example(rec.id, tuple(_resolve(p, data, rec) for p in rec.images),
                            rec.question, rec.answer))
         if limit and len(out) >= limit:
             break
@@ -39,10 +39,10 @@ def load_examples(data: str | Path, limit: int = 0) -> list[Example]:
     return out
 
 
-def _resolve(path: str, root: Path, rec: Record) -> str:
-    for candidate in (Path(path), root / path):
-        if candidate.is_file():
-            return str(candidate)
+def _resolve(path: str, data: str | Path, rec: Record) -> str:
+    found = resolve_image(path, data)
+    if Path(found).is_file():
+        return found
     raise InputFormatError(f"image not found: {path}", item=f"record {rec.id}",
                            hint="image paths must be absolute or relative to the dataset folder")
 

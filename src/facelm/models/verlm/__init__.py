@@ -21,4 +21,4 @@ def load(path: str | Path, *, device: str | None = None, batch_size: int = 8, **
     """The VerLM checkpoint at `path` as a FaceVLM (facelm.models.base)."""
     from .checkpoint import load_checkpoint
     from .interface import VerLMFaceVLM
-    return VerLMFaceVLM(load_checkpoint(path), device=device, batch_size=batch_size, path=path, **kw)
+    return VerLMFaceVLM(load_checkpoint(path), device=device, batch_size=batch_size, **kw)

@@ -163,11 +163,6 @@ class FaceFeatureExtractor:
         return (FaceAnalysis.from_dict(entry["analysis"]),
                 np.asarray(entry["crop"], np.float32) / 127.5 - 1.0)
 
-    def features(self, image: Any, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(FEATURE_DIM,) features and (CROP_SIZE*CROP_SIZE,) grey crop scaled to -1..1."""
-        fa, crop = self.face(image, name)
-        return feature_vector(fa), crop
-
 
 def check_images(images: Any) -> list[Any]:
     """1 or 2 images, else a clear error."""

@@ -60,7 +60,6 @@ def make_item(images: Sequence[Any], prompt: str, tok: Any, cfg: VerLMConfig,
               extractor: FaceFeatureExtractor, answer: str | None = None,
               max_answer_tokens: int = 256) -> FaceItem:
     """One FaceItem (with answer ids ending in eos when `answer` is given, for training)."""
-    images = check_images(images)
     feats, crops, comparison = face_arrays(images, extractor)
     pair = pair_features(comparison) if comparison is not None else np.zeros(PAIR_FEATURE_DIM, np.float32)
     answer_ids = () if answer is None else (

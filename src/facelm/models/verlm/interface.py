@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Sequence
 
 from ..base import FaceVLM, ImageInput
@@ -14,13 +13,12 @@ class VerLMFaceVLM(FaceVLM):
     name = "verlm"
 
     def __init__(self, model: Any, *, extractor: FaceFeatureExtractor | None = None,
-                 device: str | None = None, batch_size: int = 8, path: str | Path | None = None) -> None:
+                 device: str | None = None, batch_size: int = 8) -> None:
         import torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device).eval()
         self.extractor = extractor or FaceFeatureExtractor()
         self.batch_size = batch_size
-        self.path = path
 
     def item(self, images: Sequence[ImageInput], prompt: str) -> FaceItem:
         return make_item(images, prompt, self.model.tokenizer, self.model.config, self.extractor)

@@ -11,15 +11,8 @@ EOS, PAD = "<|endoftext|>", "<pad>"
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
     """A byte-level BPE tokenizer (transformers fast tokenizer) with <|endoftext|> as eos."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(list(texts), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD)
+    from ..hf_tiny import bpe_tokenizer
+    return bpe_tokenizer(texts, [EOS, PAD], vocab_size, eos_token=EOS, pad_token=PAD)
 
 
 def build_tiny_lm(texts: Iterable[str], folder: str | Path, *, vocab_size: int = 512,
