@@ -122,12 +122,15 @@ def start_server(workers: int, queue: int) -> tuple[subprocess.Popen, str]:
                             env={**os.environ, "FACELM_TOKEN": ""})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:  # a crash at start-up ends the wait
         try:
             if httpx.get(url + "/healthz", timeout=2).status_code == 200:
                 return proc, url
         except httpx.TransportError:
-            time.sleep(0.3)
+            pass
+        time.sleep(0.3)
+    if proc.poll() is not None:
+        raise SystemExit(f"the server exited with status {proc.returncode} before it was ready")
     proc.kill()
     raise SystemExit("the server did not start within 180 s")
 

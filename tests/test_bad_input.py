@@ -261,3 +261,21 @@ def test_array_of_wrong_shape_raises_image_load_error(shape):
 def test_array_of_non_numeric_type_raises_image_load_error(dtype):
     with pytest.raises(ImageLoadError, match="not numeric"):
         load_rgb(np.zeros((20, 20, 3), dtype=dtype))
+
+
+def test_a_batch_gets_each_photos_failure_as_a_value_that_survives_a_worker_process(tmp_path, monkeypatch):
+    """batch, data jobs and eval share analyse_or_error: the failure comes back (through pickling,
+    as from a worker process) with its message and the original error's kind; nothing is raised."""
+    import pickle
+    from facelm.errors import ItemError
+    from facelm.faces import analysis
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    err = pickle.loads(pickle.dumps(analysis.analyse_or_error(str(empty))))
+    assert isinstance(err, ItemError) and err.kind == "ImageLoadError" and "empty.jpg" in str(err)
+
+    def boom(*a, **k):
+        raise RuntimeError("decoder crashed")
+    monkeypatch.setattr(analysis, "analyze", boom)
+    err = analysis.analyse_or_error(str(empty))
+    assert isinstance(err, ItemError) and str(err) == f"{empty}: unexpected error: RuntimeError: decoder crashed"

@@ -91,3 +91,15 @@ def test_split_by_identity_on_single_face_records():
     assert dropped == 0 and len(test) == 20 and len(train) == 80
     assert not {r.identities for r in train} & {r.identities for r in test}
     assert split_by_identity(recs, 0.2, seed=0) == (train, test, 0)
+
+
+def test_atomic_writes_leave_no_temporary_file_and_replace_whole(tmp_path):
+    """Manifests, exports, the converted models and the feature cache all write through this."""
+    from facelm.atomic import write_atomic
+    target = tmp_path / "manifest.json"
+    write_atomic(target, "old")
+    write_atomic(target, "new ✓")
+    write_atomic(tmp_path / "model.onnx", b"\x00\x01", fsync=False)
+    assert target.read_text(encoding="utf-8") == "new ✓"
+    assert (tmp_path / "model.onnx").read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "model.onnx"]

@@ -218,6 +218,27 @@ def test_evidence_model_is_honest_and_answers_free_questions(portrait_path: Path
     assert "same person" in m.generate([portrait_path, other], "Are these the same person?").lower()
 
 
+def test_evidence_model_analyses_each_array_once_per_ask(portrait_path: Path, lfw_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server and CLI `ask` several questions about the same decoded photos: one analysis per
+    photo, not one per question, and the same answers as asking one at a time."""
+    import facelm.api
+    from facelm.data.schema import PAIR_QUESTIONS, QA_QUESTIONS
+    from facelm.imageio import load_rgb
+    calls: list[int] = []
+    real = facelm.api.analyze
+    monkeypatch.setattr(facelm.api, "analyze", lambda im, **kw: (calls.append(1), real(im, **kw))[1])
+    m = load_model("evidence")
+    face = load_rgb(portrait_path)
+    answers = m.ask([face], QA_QUESTIONS)
+    assert len(calls) == 1 and len(answers) == len(QA_QUESTIONS) == 8
+    assert answers["pose"] == m.generate([face], QA_QUESTIONS["pose"])  # the same text
+    other = load_rgb(lfw_dir / "images" / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg")
+    calls.clear()
+    tiers = m.ask([face, other], PAIR_QUESTIONS)
+    assert len(calls) == 2 and set(tiers) == set(PAIR_QUESTIONS)
+
+
 def test_age_groups_as_facexbench_writes_them(portrait_path: Path) -> None:
     from facelm.models.evidence_mcq import AGE_BINS, p_age_in, parse_age_bin
     assert parse_age_bin("20-29") == (20, 30) and parse_age_bin("50-60") == (50, 60)

@@ -74,14 +74,8 @@ def _pair_paths(row: dict[str, str], root: Path | None) -> tuple[str | None, ...
 
 
 def _analyse_one(args: tuple[str, bool]) -> tuple[str, Any]:
-    from .faces.analysis import analyze
-    path, fast = args
-    try:
-        return path, analyze(path, fast=fast)
-    except FaceLMError as exc:
-        return path, exc
-    except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
-        return path, FaceLMError(f"unexpected error: {type(exc).__name__}: {exc}", item=path)
+    from .faces.analysis import analyse_or_error
+    return args[0], analyse_or_error(*args)
 
 
 def _record(i: int, row: dict[str, str], paths: tuple[str | None, ...], results: dict[str, Any],

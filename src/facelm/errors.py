@@ -37,3 +37,16 @@ class ModelNotInstalledError(FaceLMError):
 
 class InputFormatError(FaceLMError):
     """A CSV or JSONL input has missing columns or values of the wrong type."""
+
+
+class ItemError(FaceLMError):
+    """One item's failure, carried back from a worker process: the message (item and hint
+    included) and `kind`, the original exception's class name. Exceptions with keyword-only
+    arguments (every FaceLMError) lose those on the way through a process pool; this one does not."""
+
+    def __init__(self, message: str, kind: str = "FaceLMError"):
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self) -> tuple:
+        return (ItemError, (self.message, self.kind))

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..atomic import write_atomic
 from ..errors import InputFormatError
 from .schema import Record, read_records
-from .store import read_manifest, write_atomic
+from .store import read_manifest
 
 FORMATS = ("llamafactory", "swift", "hf")
 HF_SHARD_RECORDS = 1000   # records per Parquet file: bounds memory, as photo bytes are embedded

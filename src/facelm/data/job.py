@@ -19,7 +19,7 @@ from ..errors import FaceLMError, InputFormatError
 from ..teacher.base import Task, Teacher, TeacherFatalError, TeacherReply
 from ..teacher.checks import is_refusal
 from ..teacher.registry import make_teacher
-from .store import DatasetStore, now_iso, read_manifest
+from .store import DatasetStore, jsonable, now_iso, read_manifest
 
 MANIFEST_EVERY_S = 5.0
 
@@ -75,7 +75,8 @@ class JobContext:
                 self._executor = (ProcessPoolExecutor(self.workers) if self.workers > 1
                                   else ThreadPoolExecutor(1))
             loop = asyncio.get_running_loop()
-            fut = loop.run_in_executor(self._executor, analyse_path, path)
+            from ..faces.analysis import analyse_or_error  # cv2 and the models load on first use
+            fut = loop.run_in_executor(self._executor, analyse_or_error, path)
             self._analyses[path] = fut
         result = await fut
         if isinstance(result, Exception):
@@ -141,29 +142,6 @@ class JobContext:
     def shutdown(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-class ItemError(FaceLMError):
-    """A per-item failure whose cause is named by `kind` (the original exception's class)."""
-
-    def __init__(self, message: str, kind: str = "FaceLMError"):
-        super().__init__(message)
-        self.kind = kind
-
-    def __reduce__(self) -> tuple:
-        return (ItemError, (self.message, self.kind))   # keeps `kind` across a process pool
-
-
-def analyse_path(path: str, fast: bool = False) -> Any:
-    """Runs in the executor; returns the error instead of raising it (one bad photo is one
-    failure, and exceptions with keyword-only arguments do not survive a process pool)."""
-    from ..faces.analysis import analyze
-    try:
-        return analyze(path, fast=fast)
-    except FaceLMError as exc:
-        return ItemError(str(exc), type(exc).__name__)
-    except Exception as exc:  # noqa: BLE001 - an unexpected decoder error is still one photo's
-        return ItemError(f"{path}: unexpected error: {type(exc).__name__}: {exc}")
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -255,7 +233,7 @@ def build_manifest(kind: str, status: str, ctx: JobContext, config: Any, extra: 
     def total(*keys: str) -> dict[str, int]:
         return {k: sum(r.get(k, 0) for r in runs) for k in keys}
     return {
-        "kind": kind, "status": status, "config": _jsonable(config), "teacher": ctx.teacher.config(),
+        "kind": kind, "status": status, "config": jsonable(config), "teacher": ctx.teacher.config(),
         **extra,
         "counts": {"items": total_items, "records": len(ctx.store.done_ids),
                    "failures": len(ctx.store.failed_ids), "failure_reasons": dict(reasons),
@@ -264,16 +242,6 @@ def build_manifest(kind: str, status: str, ctx: JobContext, config: Any, extra: 
                   "cost_usd": round(cost, 6) if ctx.cost_known else None},
         "runs": runs, "created": previous.get("created", started), "updated": now_iso(),
     }
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj if isinstance(obj, (str, int, float, bool, type(None))) else str(obj)
 
 
 def open_job(kind: str, cfg: Any, prompt_version: str) -> tuple[JobContext, dict[str, Any]]:

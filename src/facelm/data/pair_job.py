@@ -20,7 +20,7 @@ from ..teacher.base import Task
 from ..teacher.checks import stated_verdict
 from ..teacher.prompts import PromptSet, evidence_text, load_prompts
 from ..teacher.registry import TeacherSpec
-from .job import JobContext, analyse_path, open_job, run_recorded
+from .job import JobContext, open_job, run_recorded
 from .pairs import Pair, read_pairs, sample_pairs, write_pairs
 from .schema import PAIR_QUESTIONS, Record
 from .sources import LabeledImage, read_labels
@@ -64,7 +64,8 @@ def analyse_many(paths: list[str], workers: int = 1, progress: bool = True,
     from functools import partial
 
     from tqdm import tqdm
-    one = partial(analyse_path, fast=fast)
+    from ..faces.analysis import analyse_or_error
+    one = partial(analyse_or_error, fast=fast)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(tqdm(pool.map(one, paths, chunksize=4), total=len(paths),

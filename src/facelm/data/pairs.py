@@ -18,9 +18,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..errors import InputFormatError
 from .sources import LabeledImage
-from .store import write_atomic
 
 PAIR_COLUMNS = ("file_a", "file_b", "same", "id_a", "id_b", "kind")
 # Age groups for --same-group (decades, with children and seniors grouped).

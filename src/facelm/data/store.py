@@ -8,12 +8,14 @@ job does only the rest, without losing or duplicating a record.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from ..errors import InputFormatError
 
 RECORDS, FAILURES, MANIFEST = "records.jsonl", "failures.jsonl", "manifest.json"
@@ -135,14 +137,16 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
         return {}  # a manifest is rewritten whole; a corrupt one is rebuilt from the files
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file, fsync, rename: readers see the old or the new file, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def jsonable(obj: Any) -> Any:
+    """A config (frozen dataclasses, paths, tuples) as plain JSON values, for manifests and the
+    config files saved next to datasets and checkpoints; anything else becomes its str()."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj if isinstance(obj, (str, int, float, bool, type(None))) else str(obj)
 
 
 def now_iso() -> str:

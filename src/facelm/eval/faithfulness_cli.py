@@ -99,8 +99,8 @@ def build_items(records: list, preds: list[str], base: Path, *, include_records:
 def analyse_images(paths: list[str], cache: Path, *, progress: bool = True) -> dict[str, Any]:
     """path -> FaceAnalysis (None where no face could be analysed), cached in a JSONL file."""
     from tqdm.auto import tqdm
-    from ..api import analyze
     from ..errors import FaceLMError
+    from ..faces.analysis import analyse_or_error
     from ..faces.types import FaceAnalysis
     from ..data.store import repair
     done: dict[str, Any] = {  # repair: a killed run's partial last line is cut, not appended to
@@ -109,10 +109,8 @@ def analyse_images(paths: list[str], cache: Path, *, progress: bool = True) -> d
     todo = [p for p in paths if p not in done]
     with cache.open("a", encoding="utf-8") as fh:
         for p in tqdm(todo, desc="analyse photos", unit="photo", disable=not progress):
-            try:
-                a, err = analyze(p), None
-            except FaceLMError as exc:  # one bad photo makes its claims uncheckable, no more
-                a, err = None, str(exc)
+            a = analyse_or_error(p)  # one bad photo makes its claims uncheckable, no more
+            a, err = (None, str(a)) if isinstance(a, FaceLMError) else (a, None)
             done[p] = a
             fh.write(json.dumps({"path": p, "error": err, "analysis": None if a is None
                                  else a.to_dict(embeddings=True)}) + "\n")

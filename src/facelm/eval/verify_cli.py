@@ -127,12 +127,11 @@ def verification_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 
 def _analyse_photo(path: str) -> dict[str, Any]:
-    from ..api import analyze
-    try:
-        at = analyze(path).attributes
-        return {"gender": at.gender, "age": at.age, "expression": at.expression}
-    except FaceLMError as exc:
-        return {"error": str(exc)}
+    from ..faces.analysis import analyse_or_error
+    a = analyse_or_error(path)
+    if isinstance(a, FaceLMError):
+        return {"error": str(a)}
+    return {"gender": a.attributes.gender, "age": a.attributes.age, "expression": a.attributes.expression}
 
 
 def attribute_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:

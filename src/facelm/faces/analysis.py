@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NoFaceError
+from ..errors import FaceLMError, ItemError, NoFaceError
 from ..imageio import DEFAULT_MAX_PIXELS, ImageInput, describe_source, load_rgb
 from . import attributes as attrs
 from . import identity, landmarks, models, pose, quality
@@ -21,6 +21,17 @@ def analyze(source: ImageInput, *, fast: bool = False, max_pixels: int = DEFAULT
     item = name or describe_source(source)
     rgb = load_rgb(source, max_pixels=max_pixels, name=item)
     return analyze_array(rgb, fast=fast, item=item)
+
+
+def analyse_or_error(path: str, fast: bool = False) -> FaceAnalysis | ItemError:
+    """`analyze(path)`, with the failure returned instead of raised: in a batch (or a worker
+    process) one bad photo is one failed item. Unexpected errors (a decoder's) count too."""
+    try:
+        return analyze(path, fast=fast)
+    except FaceLMError as exc:
+        return ItemError(str(exc), type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - still one photo's failure, not the batch's
+        return ItemError(f"{path}: unexpected error: {type(exc).__name__}: {exc}")
 
 
 def analyze_array(rgb: np.ndarray, *, fast: bool = False, item: str = "image") -> FaceAnalysis:

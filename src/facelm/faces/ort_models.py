@@ -2,10 +2,10 @@
 kept in facelm's cache, and the one onnxruntime session setup that facelm.faces uses."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
+from ..atomic import write_atomic
 from ..cache import cache_dir
 
 
@@ -21,9 +21,7 @@ def converted_model(source: Path, tag: str, convert: Callable[[Path], bytes]) ->
     data = convert(source)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)  # concurrent workers each write whole files; one wins
+        write_atomic(target, data, fsync=False)  # concurrent workers each write whole files
     except OSError:
         return data
     return str(target)

@@ -110,6 +110,18 @@ class EvidenceVLM(FaceVLM):
             raise NotImplementedError(f"evidence model: {exc}") from exc
         return [math.log(max(p, 1e-12)) for p in probs]
 
+    def generate_batch(self, items: Sequence[tuple[Sequence[ImageInput], str]],
+                       **gen: Any) -> list[str]:
+        """Each distinct image analysed once for the whole batch: `ask` (the server, the CLI) puts
+        the same decoded arrays behind every question, and the path cache cannot key arrays."""
+        seen: dict[int, FaceAnalysis] = {}
+
+        def once(image: ImageInput | FaceAnalysis) -> FaceAnalysis:
+            if id(image) not in seen:  # the items hold every image, so ids stay unique here
+                seen[id(image)] = self.analyse(image)
+            return seen[id(image)]
+        return [self.generate([once(im) for im in images], prompt, **gen) for images, prompt in items]
+
     def generate(self, images: Sequence[ImageInput], prompt: str, *, max_new_tokens: int = 256,
                  do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> str:
         parsed = parse_mcq(prompt)

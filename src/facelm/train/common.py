@@ -3,12 +3,13 @@ to each checkpoint and where a record's image lies. Heavy imports (torch, matplo
 inside the functions."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
 from pathlib import Path
 from typing import Any, Sequence
+
+from ..data.store import jsonable
 
 
 def set_seed(seed: int) -> None:
@@ -58,23 +59,11 @@ def save_loss_curve(losses: Sequence[float], path: str | Path, title: str = "tra
     return path
 
 
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def save_config(config: Any, path: str | Path) -> Path:
     """Write a (frozen) dataclass, or a dict, as indented JSON; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(jsonable(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
+from ...atomic import write_atomic
 from ...cache import cache_dir
 from ...errors import FaceLMError, NoFaceError
 from ...faces.types import EXPRESSIONS, FaceAnalysis
@@ -141,9 +142,7 @@ class FaceFeatureExtractor:
                 entry = {"error": str(exc)}  # cached too: a photo without a face stays so
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text(json.dumps(entry))
-                tmp.replace(path)  # atomic: parallel workers never read half a file
+                write_atomic(path, json.dumps(entry), fsync=False)  # workers never read half a file
         if key is not None:
             self._memo[key] = entry
         return entry
