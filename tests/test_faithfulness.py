@@ -1,7 +1,9 @@
 """Claim extraction and the faithfulness audit, on free text and on real photos' measurements."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -61,7 +63,42 @@ EXTRACTION = [
      {("sharpness", "soft"), ("sharpness", 0.61)}),
     ("No expression dominates: the model's top class, neutral, has only 37%, with sad at 28%.",
      False, {("expression", "neutral")}),
-    ("Fused similarity 0.91 sits 0.12 above the threshold of 0.78.", False, set()),
+    ("Fused similarity 0.91 sits 0.12 above the threshold of 0.78.", False, set()),  # one photo
+    # identity-score claims (pair texts): facelm's own wordings, then free-text ones
+    ("Fused similarity 0.91 sits 0.12 above the threshold of 0.78; SFace (0.54) and dlib (0.93) "
+     "both call it a match.", True,
+     {("score", 0.91), ("margin", 0.12), ("threshold", 0.78), ("sface_score", 0.54),
+      ("dlib_score", 0.93), ("sface_verdict", True), ("dlib_verdict", True)}),
+    ("The fused identity similarity is 0.72, 0.06 below the 0.78 threshold, and both identity "
+     "models call it a non-match (SFace 0.14, dlib 0.88).", True,
+     {("score", 0.72), ("margin", -0.06), ("threshold", 0.78), ("sface_score", 0.14),
+      ("dlib_score", 0.88), ("sface_verdict", False), ("dlib_verdict", False)}),
+    ("Identity embeddings (intrinsic): fused score 0.85 vs threshold 0.78, SFace 0.54 (cut-off "
+     "0.33), dlib 0.93 (cut-off 0.91); the models disagree, which weakens the call.", True,
+     {("score", 0.85), ("threshold", 0.78), ("sface_score", 0.54), ("sface_threshold", 0.33),
+      ("dlib_score", 0.93), ("dlib_threshold", 0.91), ("models_agree", False)}),
+    ("Fused similarity 0.78 sits right at the threshold of 0.78; the identity models disagree: "
+     "SFace (-0.02) calls it a non-match, dlib (0.93) a match.", True,
+     {("score", 0.78), ("margin", 0.0), ("threshold", 0.78), ("sface_score", -0.02),
+      ("dlib_score", 0.93), ("sface_verdict", False), ("dlib_verdict", True),
+      ("models_agree", False)}),
+    ("These two photos very likely show the same person (over 99% confidence).", True,
+     {("verdict", True), ("confidence", (0.99, 1.0))}),
+    ("At this threshold the photos count as the same person, but the call is uncertain (the other "
+     "outcome's calibrated probability: 52%).", True,
+     {("verdict", True), ("confidence", (0.48, 0.48))}),
+    ("Verdict: different people, weak evidence (the calibrated probability favours the other "
+     "outcome).", True, {("verdict", False), ("confidence", (0.0, 0.5))}),
+    ("I am 90% confident these are different people; the dlib similarity is 0.80 and SFace "
+     "scores 0.20.", True, {("verdict", False), ("confidence", (0.9, 0.9)), ("dlib_score", 0.8),
+                            ("sface_score", 0.2)}),
+    ("The cosine similarity is 0.91, exceeding the 0.78 cut-off. SFace's threshold is 0.33. "
+     "Neither model calls it a match, and the match probability is 12.5%.", True,
+     {("score", 0.91), ("threshold", 0.78), ("sface_threshold", 0.33),
+      ("probability", (0.125, 0.125)), ("sface_verdict", False), ("dlib_verdict", False)}),
+    ("The similarity score of 0.62 is below the threshold.", True,
+     {("score", 0.62), ("margin", (-2.0, 0.0))}),
+    ("SFace does not call it a match.", True, set()),
     ("Ethnicity is not estimated by facelm, so none is stated.", False, set()),
 ]
 
@@ -227,7 +264,10 @@ def test_cli_audits_records_and_predictions(tmp_path, monkeypatch):
     assert summary["liar"]["contradicted_pct"] >= 50
     assert {"report.md", "faithfulness.png", "claims.jsonl", "config.json",
             "analyses.jsonl"} <= {p.name for p in out.iterdir()}
-    assert "liar" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "liar" in report and "liar: claims by group" in report and "% distinct texts" in report
+    assert summary["evidence"]["groups"]["lighting_quality"]["supported_pct"] == 100.0
+    assert summary["evidence"]["distinct_texts"] == 9   # 3 photos x 3 aspects, all different
     # a rerun reuses the cached analyses instead of analysing the photos again
     import facelm.api
     monkeypatch.setattr(facelm.api, "analyze", lambda *a, **k: pytest.fail("re-analysed"))
@@ -267,3 +307,186 @@ def test_gender_labels_read_alike_by_audit_fairness_and_teacher(label, expect):
     assert norm_gender(label) == canonical_gender(label) == expect
     verdict = check_label(Claim("gender", "female", "a woman"), {"gender": label}, None, 1)
     assert verdict == (None if expect is None else "supported" if expect == "female" else "contradicted")
+
+
+# ---- identity-score claims ----------------------------------------------------------------
+
+def test_ages_degrees_and_other_numbers_are_not_scores():
+    """Numbers are read as scores only where identity words anchor them."""
+    from facelm.explain.claims import extract_claims
+    from facelm.explain.score_claims import SCORE_KINDS
+    text = ("Age: estimated 30 and 33 years, a 3-year gap. Head pose: yaw +12° and -20° (gap 32°), "
+            "pitch gap 16°. Brightness 54% vs 41%, sharpness 0.61 vs 2.57; landmark ratios differ "
+            "by 0.08 on average. Gender: both male (confidence 97% vs 95%). The gender classifier "
+            "says male (97% confidence). One photo is 3.5× sharper, with a quality score of 0.72 "
+            "and a similarity in age of 0.5 years; the threshold age is 45.")
+    claims = extract_claims(text, pair=True)
+    assert not [(c.kind, c.text) for c in claims if c.kind in SCORE_KINDS]
+    # ...while the same numbers are still read as what they are
+    assert {"age", "age_gap", "yaw", "yaw_gap", "pitch_gap", "brightness", "sharpness",
+            "gender"} <= {c.kind for c in claims}
+
+
+@pytest.mark.parametrize("stated, true, unit, ok", [
+    (0.85, 0.8512, 0.01, True), (0.84, 0.8512, 0.01, True), (0.86, 0.8512, 0.01, True),
+    (0.83, 0.8512, 0.01, False), (0.87, 0.8512, 0.01, False), (0.9, 0.8512, 0.1, True),
+    (0.7, 0.8512, 0.1, False), (-0.12, 0.1234, 0.01, False), ((0.99, 1.0), 0.9951, 0.01, True),
+    ((0.99, 1.0), 0.9649, 0.01, False), ((0.0, 0.01), 0.0049, 0.01, True)])
+def test_rounding_rule(stated, true, unit, ok):
+    from facelm.eval.faithfulness_scores import stated_matches
+    assert stated_matches(stated, true, unit) is ok
+
+
+def test_every_claim_kind_has_one_group():
+    from facelm.eval.faithfulness import CLAIM_GROUPS, FACE_CHECKS, GROUPS, PAIR_KINDS, claim_group
+    assert set(CLAIM_GROUPS) == set(FACE_CHECKS) | set(PAIR_KINDS)
+    assert {"verdict", "score", "age", "age_gap", "gender", "expression", "pose",
+            "lighting_quality"} <= set(GROUPS)
+    assert claim_group("dlib_verdict") == claim_group("margin") == "score"
+    with pytest.raises(ValueError, match="CLAIM_GROUPS"):
+        claim_group("eye_colour")
+
+
+def _pair_texts():
+    """(AuditItem, faces, Comparison, seed, tier) for facelm's own texts about real LFW pairs."""
+    from facelm.eval.faithfulness import AuditItem
+    from facelm.explain import explain_pair
+    from facelm.verify import compare_analyses
+    out = []
+    for n, (row, pair) in enumerate(analysed_pairs()):
+        cmp = compare_analyses(pair.a, pair.b)
+        for seed in range(2):
+            e = explain_pair(cmp, seed=seed)
+            for tier in ("concise", "detailed"):
+                out.append((AuditItem(f"p{n}-{tier}-{seed}", "evidence", getattr(e, tier),
+                                      (pair.a.source, pair.b.source), {}, row["same"] == "1"),
+                            [pair.a, pair.b], cmp, seed, tier))
+    return out
+
+
+def test_template_score_claims_are_all_supported():
+    from facelm.eval.faithfulness import audit_item, claim_group, summarise
+    texts = _pair_texts()
+    checks = [audit_item(it, faces) for it, faces, *_ in texts]
+    for (it, *_), cs in zip(texts, checks):
+        score = [c for c in cs if claim_group(c.claim.kind) == "score"]
+        # concise: confidence, score, margin, threshold, 2 model scores, 2 model calls;
+        # detailed: confidence, score, threshold, 2 model scores and thresholds, 2 model calls
+        assert len(score) >= 8, (it.text, [c.claim.kind for c in score])
+        bad = [(c.claim.kind, c.claim.text, c.reason) for c in score if c.status != "supported"]
+        assert not bad, (it.text, bad)
+    s = summarise([it for it, *_ in texts], checks)["evidence"]
+    assert s["groups"]["score"]["supported_pct"] == 100.0 and s["groups"]["score"]["claims"] >= 320
+    assert {"score", "sface_score", "dlib_score", "threshold", "sface_threshold", "dlib_threshold",
+            "margin", "confidence", "sface_verdict", "dlib_verdict"} <= set(s["kinds"])
+    assert s["kinds"]["margin"]["supported_pct"] == 100.0
+    assert 0 < s["distinct_texts_pct"] <= 100.0
+
+
+def _sub(text: str, m, group: int, new: str) -> str:
+    return text[:m.start(group)] + new + text[m.end(group):]
+
+
+def _plant_score(text: str, cmp, *_):
+    m = re.search(r"(?i)fused (?:identity )?(?:similarity|score)(?: is)? (-?\d\.\d\d)", text)
+    v = float(m[1])
+    return _sub(text, m, 1, f"{v - 0.1 if v >= 0.1 else v + 0.1:.2f}"), ["score"]
+
+
+def _plant_swap(text: str, cmp, *_):
+    m = re.search(r"SFace \(?(-?\d\.\d\d)\)?.*?dlib \(?(-?\d\.\d\d)", text)
+    if abs(float(m[1]) - float(m[2])) < 0.015:
+        return None   # within the one-unit rounding slack of each other: a swap is no error
+    swapped = text[:m.start(1)] + m[2] + text[m.end(1):m.start(2)] + m[1] + text[m.end(2):]
+    return swapped, ["dlib_score", "sface_score"]
+
+
+def _plant_margin(text: str, cmp, *_):
+    m = re.search(r"\d\.\d\d (above|below) the", text)
+    if m is None:
+        return None   # the detailed tier states no margin
+    return _sub(text, m, 1, {"above": "below", "below": "above"}[m[1]]), ["margin"]
+
+
+def _plant_confidence(text: str, cmp, *_):
+    m = re.search(r"\((?:over |under )?(\d+)% confidence\)", text)
+    n = int(m[1])
+    wrong = f"({n - 20 if n >= 50 else n + 20}% confidence)"
+    return text[:m.start()] + wrong + text[m.end():], ["confidence"]
+
+
+def _plant_both_word(text: str, cmp, *_):
+    m = re.search(r"both (?:identity models )?call it a (match|non-match)", text)
+    flip = {"match": "non-match", "non-match": "match"}[m[1]]
+    return _sub(text, m, 1, flip), ["dlib_verdict", "sface_verdict"]
+
+
+def _plant_one_model(text: str, cmp, seed: int, tier: str):
+    """dlib's call flipped in the evidence: the concise text then says the models disagree and
+    gives dlib's wrong word ("SFace (0.82) calls it a match, dlib (0.98) a non-match")."""
+    from facelm.explain import explain_pair
+    if tier != "concise" or not cmp.models_agree:
+        return None   # the detailed tier names no per-model call when the models differ
+    wrong = dataclasses.replace(cmp, model_verdicts={**cmp.model_verdicts,
+                                                     "dlib": not cmp.model_verdicts["dlib"]})
+    planted = explain_pair(wrong, seed=seed).concise
+    assert "the identity models disagree" in planted
+    return planted, ["dlib_verdict", "models_agree"]
+
+
+PLANTS = {"score": _plant_score, "swap_models": _plant_swap, "margin_sign": _plant_margin,
+          "confidence": _plant_confidence, "both_models_word": _plant_both_word,
+          "one_model_word": _plant_one_model}
+
+
+@pytest.mark.parametrize("plant", list(PLANTS))
+def test_planted_score_errors_are_caught(plant):
+    """One wrong number or word in facelm's own text: that claim is extracted and contradicted,
+    every other claim stays supported."""
+    from facelm.eval.faithfulness import audit_item
+    planted_texts = 0
+    for it, faces, cmp, seed, tier in _pair_texts():
+        done = PLANTS[plant](it.text, cmp, seed, tier)
+        if done is None:
+            continue
+        text, want = done
+        assert text != it.text
+        before = audit_item(it, faces)
+        assert all(c.status == "supported" for c in before)
+        after = audit_item(dataclasses.replace(it, text=text), faces)
+        wrong = sorted(c.claim.kind for c in after if c.status == "contradicted")
+        assert wrong == sorted(want), (plant, text, [(c.claim.kind, c.claim.text, c.reason)
+                                                     for c in after if c.status != "supported"])
+        assert all(c.status in ("supported", "contradicted") for c in after)
+        planted_texts += 1
+    assert planted_texts >= 10, plant
+
+
+def test_comparison_is_computed_once_per_item(monkeypatch):
+    import facelm.eval.faithfulness_scores as fs
+    from facelm.eval.faithfulness import audit_item
+    calls = []
+    real = fs.compare_analyses
+    monkeypatch.setattr(fs, "compare_analyses", lambda a, b: calls.append(1) or real(a, b))
+    it, faces, *_ = next(t for t in _pair_texts() if t[-1] == "detailed")
+    checks = audit_item(it, faces)
+    assert len([c for c in checks if c.claim.kind in fs.SCORE_KINDS]) >= 9 and calls == [1]
+    # a pair without identity embeddings: the identity claims are uncheckable, not errors
+    bare = [dataclasses.replace(f, embeddings={}) for f in faces]
+    assert {c.status for c in audit_item(it, bare) if c.claim.kind in fs.SCORE_KINDS} == \
+        {"uncheckable"}
+
+
+def test_summary_reports_groups_and_distinct_texts():
+    from facelm.eval.faithfulness import AuditItem, audit_item, summarise
+    it, faces, cmp, *_ = _pair_texts()[0]
+    wrong = _plant_score(it.text, cmp)[0]
+    items = [it, it, dataclasses.replace(it, text=wrong), dataclasses.replace(it, model="other")]
+    s = summarise(items, [audit_item(i, faces) for i in items])
+    assert s["evidence"]["texts"] == 3 and s["evidence"]["distinct_texts"] == 2
+    assert s["evidence"]["distinct_texts_pct"] == pytest.approx(200 / 3)
+    g = s["evidence"]["groups"]["score"]
+    assert g["contradicted"] == 1 and g["claims"] == g["supported"] + 1
+    assert g["contradicted_pct"] == pytest.approx(100 / g["claims"])
+    assert s["evidence"]["kinds"]["score"]["contradicted_pct"] == pytest.approx(100 / 3)
+    assert s["other"]["groups"]["score"]["contradicted"] == 0

@@ -10,18 +10,26 @@ about and, separately, against the ground-truth labels where the record has them
 Tolerances follow how facelm states values (whole degrees and percent, two-decimal sharpness) plus
 the slack a free-text model needs (a few degrees, +-3 years around the age model's 10th-90th
 percentile range); the quality words use the explainer's own level boundaries (explain/evidence.py).
+Identity-score claims (fused and per-model similarity, thresholds, margin, confidence, per-model
+calls) are checked against the pair's Comparison at the precision they are stated with
+(eval/faithfulness_scores.py); the Comparison is computed once per audited item.
+
+`summarise` reports per model, per claim kind and per claim group (CLAIM_GROUPS: verdict, score,
+age, age_gap, gender, expression, pose, lighting_quality, accessories).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..explain import evidence as E
 from ..explain.claims import Claim, extract_claims
 from ..explain.pair import stated_gap
 from ..faces.types import FaceAnalysis
 from ..teacher.labels import canonical_gender
+from ..verify import Comparison
+from .faithfulness_scores import SCORE_KINDS, check_score, pair_comparison
 
 STATUSES = ("supported", "contradicted", "uncheckable")
 AGE_SLACK_MEASURED = 3.0   # years around the model's 10th-90th percentile range
@@ -163,14 +171,16 @@ def check_face(c: Claim, a: FaceAnalysis | None) -> Result:
 
 # ---- pairs -------------------------------------------------------------------------------------
 
-def _pair_check(c: Claim, faces: Sequence[FaceAnalysis | None]) -> Result:
+def _pair_check(c: Claim, faces: Sequence[FaceAnalysis | None], cmp: Comparison | None) -> Result:
     a, b = faces
     if a is None or b is None:
         return "uncheckable", "a photo of the pair has no analysis"
-    if c.kind == "verdict":
-        from ..verify import compare_analyses
-        same = compare_analyses(a, b).same
-        return _ok(same == c.value, f"measured verdict: {'same' if same else 'different'}")
+    if c.kind == "verdict" or c.kind in SCORE_KINDS:
+        if cmp is None:
+            return "uncheckable", "no identity embeddings for this pair"
+        if c.kind in SCORE_KINDS:
+            return check_score(c, cmp)
+        return _ok(cmp.same == c.value, f"measured verdict: {'same' if cmp.same else 'different'}")
     if c.kind in ("yaw_gap", "pitch_gap", "roll_gap"):
         axis = c.kind.split("_")[0]
         if not (E.pose_reliable(a) and E.pose_reliable(b)):
@@ -190,15 +200,20 @@ def _pair_check(c: Claim, faces: Sequence[FaceAnalysis | None]) -> Result:
 
 
 PAIR_KINDS = ("verdict", "yaw_gap", "pitch_gap", "roll_gap", "brightness_gap", "age_gap",
-              "gender_match")
+              "gender_match", *SCORE_KINDS)
 
 
-def check_measured(c: Claim, faces: Sequence[FaceAnalysis | None]) -> Result:
-    """The claim against the analyses: the named photo, else (pairs) whichever photo backs it."""
+def check_measured(c: Claim, faces: Sequence[FaceAnalysis | None],
+                   cmp: Comparison | None = None) -> Result:
+    """The claim against the analyses: the named photo, else (pairs) whichever photo backs it.
+
+    cmp: the pair's Comparison (`pair_comparison(faces)`), which verdict and identity-score claims
+    are checked against; without it they are uncheckable.
+    """
     if c.kind in PAIR_KINDS:
         if len(faces) != 2:
             return "uncheckable", "a pair claim about a single photo"
-        return _pair_check(c, faces)
+        return _pair_check(c, faces, cmp)
     if c.subject in ("a", "b") and len(faces) == 2:
         return check_face(c, faces[0 if c.subject == "a" else 1])
     results = [check_face(c, f) for f in faces]
@@ -260,33 +275,82 @@ def check_label(c: Claim, labels: dict[str, Any], same: bool | None, n_faces: in
 def audit_item(item: AuditItem, faces: Sequence[FaceAnalysis | None] | None) -> list[Check]:
     """Extract and check every claim of one explanation. faces=None: labels only."""
     pair = len(item.images) == 2
+    claims = extract_claims(item.text, pair=pair)
+    # Once per item, and only when a claim needs it (cosines and the pair's differences).
+    needs_cmp = pair and faces is not None and any(c.kind in ("verdict", *SCORE_KINDS)
+                                                   for c in claims)
+    cmp = pair_comparison(faces) if needs_cmp else None
     checks = []
-    for c in extract_claims(item.text, pair=pair):
+    for c in claims:
         label = check_label(c, item.labels, item.same, len(item.images))
         if c.source == "label" or faces is None:
             status = (label or "uncheckable",
                       "stated as a label" if c.source == "label" else "no analysis: labels only")
         else:
-            status = check_measured(c, faces)
+            status = check_measured(c, faces, cmp)
         checks.append(Check(c, status[0], status[1], label))
     return checks
 
 
+# Claim kind -> the group a report shows it under (one mapping for every summary).
+CLAIM_GROUPS: dict[str, str] = {
+    "verdict": "verdict", **{k: "score" for k in SCORE_KINDS}, "age": "age", "age_gap": "age_gap",
+    "gender": "gender", "gender_match": "gender", "expression": "expression",
+    **{k: "pose" for k in ("yaw", "yaw_abs", "pitch", "pitch_abs", "roll", "frontal", "yaw_gap",
+                           "pitch_gap", "roll_gap")},
+    **{k: "lighting_quality" for k in ("brightness", "brightness_gap", "sharpness")},
+    "glasses": "accessories", "occlusion": "accessories",
+}
+GROUPS = tuple(dict.fromkeys(CLAIM_GROUPS.values()))
+
+
+def claim_group(kind: str) -> str:
+    """The report group of a claim kind: 'verdict', 'score', 'age', 'age_gap', 'gender',
+    'expression', 'pose', 'lighting_quality' or 'accessories'."""
+    try:
+        return CLAIM_GROUPS[kind]
+    except KeyError:
+        raise ValueError(f"claim kind {kind!r} has no group: add it to CLAIM_GROUPS") from None
+
+
+def tally(checks: Iterable[Check], key: Callable[[Check], str]) -> dict[str, dict[str, float]]:
+    """Per key (e.g. claim kind or group): claims, counts per status and their % of those claims."""
+    out: dict[str, dict[str, float]] = {}
+    for ch in checks:
+        t = out.setdefault(key(ch), {"claims": 0, **{s: 0 for s in STATUSES}})
+        t["claims"] += 1
+        t[ch.status] += 1
+    for t in out.values():
+        t.update({f"{s}_pct": 100.0 * t[s] / t["claims"] for s in STATUSES})
+    return out
+
+
+def by_kind(ch: Check) -> str:
+    return ch.claim.kind
+
+
+def by_group(ch: Check) -> str:
+    return claim_group(ch.claim.kind)
+
+
 def summarise(items: Sequence[AuditItem], checks: Sequence[list[Check]]) -> dict[str, Any]:
     """Per-model figures: claims per explanation, % supported/contradicted/uncheckable, labels,
-    verdict agreement, and counts per claim kind."""
+    verdict agreement, the share of distinct texts, and `kinds` / `groups`: the same counts and
+    shares per claim kind and per claim group (`tally`)."""
     models: dict[str, Any] = {}
+    texts: dict[str, set[str]] = {}
+    flat: dict[str, list[Check]] = {}
     for item, cs in zip(items, checks):
         m = models.setdefault(item.model, {"texts": 0, "claims": 0, **{s: 0 for s in STATUSES},
                                            "label_checked": 0, "label_contradicted": 0,
                                            "pair_texts": 0, "verdicts_stated": 0,
-                                           "verdicts_agree": 0, "kinds": {}})
+                                           "verdicts_agree": 0})
         m["texts"] += 1
         m["claims"] += len(cs)
+        texts.setdefault(item.model, set()).add(item.text)
+        flat.setdefault(item.model, []).extend(cs)
         for ch in cs:
             m[ch.status] += 1
-            k = m["kinds"].setdefault(ch.claim.kind, {s: 0 for s in STATUSES})
-            k[ch.status] += 1
             if ch.label_status is not None and ch.claim.kind != "verdict":
                 m["label_checked"] += 1
                 m["label_contradicted"] += ch.label_status == "contradicted"
@@ -295,7 +359,7 @@ def summarise(items: Sequence[AuditItem], checks: Sequence[list[Check]]) -> dict
             verdicts = [ch for ch in cs if ch.claim.kind == "verdict"]
             m["verdicts_stated"] += bool(verdicts)
             m["verdicts_agree"] += bool(verdicts) and verdicts[0].claim.value == item.same
-    for m in models.values():
+    for name, m in models.items():
         n = max(m["claims"], 1)
         m["claims_per_text"] = m["claims"] / max(m["texts"], 1)
         m.update({f"{s}_pct": 100.0 * m[s] / n for s in STATUSES})
@@ -304,4 +368,9 @@ def summarise(items: Sequence[AuditItem], checks: Sequence[list[Check]]) -> dict
                                        if m["label_checked"] else None)
         m["verdict_agreement_pct"] = (100.0 * m["verdicts_agree"] / m["pair_texts"]
                                       if m["pair_texts"] else None)
+        # A model that repeats one text for many items says little about each of them.
+        m["distinct_texts"] = len(texts[name])
+        m["distinct_texts_pct"] = 100.0 * m["distinct_texts"] / max(m["texts"], 1)
+        m["kinds"] = tally(flat[name], by_kind)
+        m["groups"] = tally(flat[name], by_group)
     return models

@@ -56,7 +56,8 @@ def handler(args: argparse.Namespace) -> int:
     for name, m in summary.items():
         print(f"{name}: {m['texts']} texts, {m['claims_per_text']:.1f} claims each, "
               f"{m['supported_pct']:.1f}% supported, {m['contradicted_pct']:.1f}% contradicted, "
-              f"{m['uncheckable_pct']:.1f}% uncheckable")
+              f"{m['uncheckable_pct']:.1f}% uncheckable, "
+              f"{m['distinct_texts_pct']:.0f}% distinct texts")
     print(f"report: {out}", file=sys.stderr)
     return 0
 
@@ -119,7 +120,7 @@ def analyse_images(paths: list[str], cache: Path, *, progress: bool = True) -> d
 
 def write_faithfulness_report(out: Path, items: list, checks: list, summary: dict[str, Any],
                               settings: dict[str, Any]) -> None:
-    from .faithfulness import STATUSES
+    from .faithfulness import GROUPS, STATUSES
     from .metrics_report import markdown_table, save_config, write_json
     write_json(out / "faithfulness.json", summary)
     with (out / "claims.jsonl").open("w", encoding="utf-8") as fh:
@@ -131,17 +132,24 @@ def write_faithfulness_report(out: Path, items: list, checks: list, summary: dic
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
-    rows = [(name, m["texts"], f"{m['claims_per_text']:.2f}", pct(m["supported_pct"]),
-             pct(m["contradicted_pct"]), pct(m["uncheckable_pct"]),
+    rows = [(name, m["texts"], pct(m["distinct_texts_pct"]), f"{m['claims_per_text']:.2f}",
+             pct(m["supported_pct"]), pct(m["contradicted_pct"]), pct(m["uncheckable_pct"]),
              pct(m["label_contradicted_pct"]), pct(m["verdict_agreement_pct"]))
             for name, m in summary.items()]
     md = ["# Faithfulness audit", "",
-          markdown_table(["model", "texts", "claims/text", "% supported",
+          markdown_table(["model", "texts", "% distinct texts", "claims/text", "% supported",
                           "% contradicted (hallucination)", "% uncheckable",
                           "% contradicted by labels", "verdict agreement % (label)"], rows), ""]
+    header = ["claims", *STATUSES, *(f"% {s}" for s in STATUSES)]
+
+    def table(first: str, counts: dict[str, dict[str, float]], order: list[str]) -> str:
+        return markdown_table([first, *header], [
+            (k, counts[k]["claims"], *(counts[k][s] for s in STATUSES),
+             *(pct(counts[k][f"{s}_pct"]) for s in STATUSES)) for k in order if k in counts])
     for name, m in summary.items():
-        kinds = [(k, *(v[s] for s in STATUSES)) for k, v in sorted(m["kinds"].items())]
-        md += [f"## {name}: claims by kind", "", markdown_table(["kind", *STATUSES], kinds), ""]
+        md += [f"## {name}: claims by group", "", table("group", m["groups"], list(GROUPS)), "",
+               f"## {name}: claims by kind", "", table("kind", m["kinds"], sorted(m["kinds"])),
+               ""]
     md += ["Supported/contradicted: against the measured analysis of the photo (claims stated as "
            "labels: against the labels). Uncheckable: not measured, unreliable or borderline. "
            "Every claim, with the measurement it was checked against, is in claims.jsonl.", "",

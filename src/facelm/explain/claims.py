@@ -21,6 +21,8 @@
 | brightness_gap | 0..1 | "brightness gap 18%" |
 | sharpness | number or "blurred"/"soft"/"sharp" | "sharpness 2.57", "out of focus", "moderately sharp" |
 | glasses, occlusion | True | "wears glasses", "partly covered by hair", "a face mask" |
+| score, sface/dlib_score, threshold, margin, confidence, ... | see explain/score_claims.py | pair
+  texts only: "fused similarity 0.85", "0.07 above the threshold", "SFace calls it a match" |
 
 Claims carry `subject` ("a"/"b" in pair texts when the wording says which photo, else None) and
 `source` ("label" when the text attributes the value to the data set's labels). An unqualified
@@ -32,7 +34,7 @@ other ways are missed (counted as nothing, never as supported).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 
@@ -44,10 +46,13 @@ class Claim:
     text: str                      # the words the claim was read from
     subject: str | None = None     # "a" | "b" | None (the only face, or not attributable)
     source: str = "text"           # "text" | "label" (stated as the data set's label)
+    # The unit of the last stated digit (0.01 for "0.85" or "97%") where the check compares at
+    # the stated precision (identity scores); None where the check has its own tolerance.
+    precision: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "value": self.value, "text": self.text,
-                "subject": self.subject, "source": self.source}
+                "subject": self.subject, "source": self.source, "precision": self.precision}
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
@@ -376,13 +381,16 @@ def split_sentences(text: str) -> list[str]:
 
 def extract_claims(text: str, *, pair: bool = False) -> list[Claim]:
     """All checkable claims in an explanation (pair=True: a text about two photos)."""
+    # Imported here: score_claims builds on Claim and _negated from this module.
+    from .score_claims import SCORE_EXTRACTORS
+    extractors = [*EXTRACTORS.values(), *(SCORE_EXTRACTORS.values() if pair else ())]
     claims = _verdict(text) if pair else []
     for clause in (c for s in split_sentences(text) for c in s.split(";")):
         if _SKIP.search(clause):
             continue
         source = "label" if _LABEL_SENT.search(clause) else "text"
         for part, subject in (_by_subject(clause) if pair else [(clause, None)]):
-            for extract in EXTRACTORS.values():
-                for c in extract(part):
-                    claims.append(Claim(c.kind, c.value, c.text, c.subject or subject, source))
+            for extract in extractors:
+                claims += [replace(c, subject=c.subject or subject, source=source)
+                           for c in extract(part)]
     return claims

@@ -1,7 +1,8 @@
 """`load_model(spec)`: one place that turns a model name into a `FaceVLM`.
 
 Specs (checked in this order):
-* a registered name, e.g. "evidence" (the offline explainer behind the FaceVLM interface);
+* a registered name: "evidence" (the offline explainer behind the FaceVLM interface) or
+  "verlm-small" (the shipped trained VerLM, facelm.models.verlm.SHIPPED);
 * "openai:MODEL[@BASE_URL]", an OpenAI-compatible chat endpoint (key from $OPENAI_API_KEY);
 * a folder holding a facelm VerLM checkpoint (it has `verlm_config.json`);
 * anything else: a Hugging Face image-text-to-text model name or local folder.
@@ -15,7 +16,8 @@ from typing import Any, Callable
 from .base import FaceVLM
 
 # Named models: name -> "module:function" (the function takes **kwargs, returns a FaceVLM).
-_LOADERS: dict[str, str] = {"evidence": "facelm.models.evidence:load"}
+_LOADERS: dict[str, str] = {"evidence": "facelm.models.evidence:load",
+                             "verlm-small": "facelm.models.verlm:load_small"}
 # The loaders behind the spec forms; not names a user types.
 _OPENAI = "facelm.models.openai_vlm:load"
 _VERLM = "facelm.models.verlm:load"

@@ -9,7 +9,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import InputFormatError
 from ..models.verlm.config import CONFIG_NAME, VerLMConfig
@@ -42,6 +42,7 @@ class TrainConfig:
     max_records: int = 0
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16
     save_every: int = 0            # optimizer steps between checkpoints (0: end of each stage)
+    sensitivity_pairs: int = 8     # after training: does the text depend on the pair? (0: skip)
     resume: bool = False
     seed: int = 0
     model: VerLMConfig = field(default_factory=VerLMConfig)
@@ -217,4 +218,36 @@ def train(tc: TrainConfig) -> Path:
         run_stage(acc, model, items, stage, tc, out, state)
     if acc.is_main_process and state["losses"]:
         save_loss_curve(state["losses"], out / "loss.png", title=f"VerLM ({tc.stage})")
+    if acc.is_main_process and tc.sensitivity_pairs:
+        sensitivity_report(acc.unwrap_model(model), records, tc, out)
     return out
+
+
+def sensitivity_report(model: Any, records: Sequence[Any], tc: TrainConfig, out: Path) -> dict[str, Any] | None:
+    """The training report's input-sensitivity check (facelm.eval.explanations.input_sensitivity)
+    on the first pairs of the training data, one prompt for all: written to sensitivity.json and
+    summarised on stderr. A model whose texts do not change with the pair has not learned to read
+    its prefix, whatever its loss."""
+    from ..eval.explanations import input_sensitivity
+    from ..models.verlm.features import FaceFeatureExtractor
+    from ..models.verlm.interface import VerLMFaceVLM
+    from .common import resolve_image
+    pairs = [r for r in records if r.kind == "pair"]
+    if not pairs:
+        return None
+    prompt, seen, chosen = pairs[0].question, set(), []
+    for r in pairs:
+        if r.question == prompt and r.images not in seen:
+            seen.add(r.images)
+            chosen.append(tuple(resolve_image(p, Path(tc.data)) for p in r.images))
+        if len(chosen) >= tc.sensitivity_pairs:
+            break
+    was_training = model.training
+    vlm = VerLMFaceVLM(model.eval(), extractor=FaceFeatureExtractor(), device=str(next(model.parameters()).device))
+    report = input_sensitivity(vlm, chosen, prompt, max_new_tokens=tc.max_answer_tokens)
+    model.train(was_training)
+    (out / "sensitivity.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"input sensitivity: {report['distinct_texts']:.0%} distinct texts for {len(chosen)} pairs; "
+          f"swapping the photos keeps the verdict in {report['swap']['verdict_kept']:.0%} and changes "
+          f"the text in {report['swap']['text_changed']:.0%} (sensitivity.json)", file=sys.stderr)
+    return report

@@ -12,7 +12,7 @@ from ..errors import InputFormatError
 
 def add_parser(sub: Any) -> None:
     # defaults and choices come from the configs (light modules: no torch)
-    from ..models.verlm.config import FUSIONS, SEPARATORS, VerLMConfig as M
+    from ..models.verlm.config import FUSIONS, MODES, SEPARATORS, VerLMConfig as M
     from .verlm import LM_TRAIN, STAGES, TrainConfig as T
     p = sub.add_parser("verlm", help="train the VerLM prefix model (mapper stage, then end to end)",
                        description="Train VerLM on `facelm data` records: --stage mapper (LM frozen), "
@@ -26,6 +26,11 @@ def add_parser(sub: Any) -> None:
                    help="do not condition pair prompts on the calibrated identity score")
     p.add_argument("--score-in-prompt", action="store_true",
                    help="also give the calibrated identity result as text after a pair's question")
+    p.add_argument("--mode", choices=MODES, default=M.mode,
+                   help="vision: face features only (the paper); grounded: the measured evidence "
+                        "also follows as text, and decoding copies numbers from it")
+    p.add_argument("--answer-dropout", type=float, default=M.answer_dropout,
+                   help="share of answer input tokens blanked in training (makes the LM read the prefix)")
     p.add_argument("--max-prompt-tokens", type=int, default=M.max_prompt_tokens)
     p.add_argument("--pixel-encoder", action="store_true", help="add a small CNN over the aligned crop")
     p.add_argument("--lm", default=M.lm, help="decoder LM: smollm2 (offline), a folder or a hub name")
@@ -35,6 +40,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--prefix-len", type=int, default=M.prefix_len, help="k tokens per face")
     p.add_argument("--mapper-layers", type=int, default=M.mapper_layers)
     p.add_argument("--cross-layers", type=int, default=M.cross_layers)
+    p.add_argument("--prompt-layers", type=int, default=M.prompt_layers)
     p.add_argument("--epochs", type=float, default=T.epochs, help="epochs per stage")
     p.add_argument("--max-steps", type=int, default=T.max_steps,
                    help="optimizer steps per stage (overrides epochs)")
@@ -49,6 +55,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-records", type=int, default=T.max_records)
     p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), default=T.mixed_precision)
     p.add_argument("--save-every", type=int, default=T.save_every, help="checkpoint every N steps")
+    p.add_argument("--sensitivity-pairs", type=int, default=T.sensitivity_pairs,
+                   help="after training, generate for N training pairs (and swapped) to check that the "
+                        "text depends on the pair: sensitivity.json (0: skip)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--seed", type=int, default=T.seed)
     p.set_defaults(func=handler)
@@ -68,7 +77,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
                         prefix_len=args.prefix_len, mapper_layers=args.mapper_layers,
                         cross_layers=args.cross_layers, fusion=args.fusion, separator=args.separator,
                         score_token=not args.no_score_token, pixel_encoder=args.pixel_encoder,
-                        score_in_prompt=args.score_in_prompt, max_prompt_tokens=args.max_prompt_tokens)
+                        score_in_prompt=args.score_in_prompt, max_prompt_tokens=args.max_prompt_tokens,
+                        prompt_layers=args.prompt_layers, mode=args.mode,
+                        answer_dropout=args.answer_dropout)
     if not (args.data / "records.jsonl").is_file() and not args.data.is_file():
         raise InputFormatError("no records.jsonl here", item=str(args.data),
                                hint="make a dataset with `facelm data pairs|qa --out DIR` first")
@@ -78,7 +89,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
                        max_answer_tokens=args.max_answer_tokens, kinds=_csv(args.kinds),
                        tiers=_csv(args.tiers), aspects=_csv(args.aspects), max_records=args.max_records,
                        mixed_precision=args.mixed_precision, save_every=args.save_every,
-                       resume=args.resume, seed=args.seed, model=model)
+                       resume=args.resume, seed=args.seed, model=model,
+                       sensitivity_pairs=args.sensitivity_pairs)
 
 
 def handler(args: argparse.Namespace) -> int:

@@ -14,7 +14,11 @@ from typing import Any
 
 from .config import CONFIG_NAME, VerLMConfig
 
-__all__ = ["CONFIG_NAME", "VerLMConfig", "load"]
+__all__ = ["CONFIG_NAME", "SHIPPED", "VerLMConfig", "load", "load_small", "shipped_path"]
+
+# Trained VerLM models that ship inside the package (trainable parts only, fp16; the base LM comes
+# from its own package). Each folder's manifest.json says how to reproduce it.
+SHIPPED = {"verlm-small": "weights/verlm-small"}
 
 
 def load(path: str | Path, *, device: str | None = None, batch_size: int = 8, **kw: Any) -> Any:
@@ -22,3 +26,18 @@ def load(path: str | Path, *, device: str | None = None, batch_size: int = 8, **
     from .checkpoint import load_checkpoint
     from .interface import VerLMFaceVLM
     return VerLMFaceVLM(load_checkpoint(path), device=device, batch_size=batch_size, **kw)
+
+
+def shipped_path(name: str) -> Path:
+    """The folder of a shipped model (see SHIPPED)."""
+    from ...errors import ModelNotInstalledError
+    path = Path(__file__).parent / SHIPPED[name]
+    if not (path / CONFIG_NAME).is_file():
+        raise ModelNotInstalledError(f"the shipped model {name} is missing from this installation",
+                                     item=str(path), hint="reinstall facelm (pip install -e .)")
+    return path
+
+
+def load_small(**kw: Any) -> Any:
+    """verlm-small: the shipped SmolLM2-based VerLM (grounded mode)."""
+    return load(shipped_path("verlm-small"), **kw)

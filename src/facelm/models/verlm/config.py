@@ -14,6 +14,9 @@ CONFIG_NAME = "verlm_config.json"
 FUSIONS = ("cross", "concat")
 SEPARATORS = ("eos", "learned", "none")
 LM_WEIGHTS = ("base", "lora", "full")
+# vision: the paper's setting, the LM sees only the face features (every stated value is read from
+# them); grounded: the measured evidence also follows the prefix as text, and numbers are copied
+MODES = ("vision", "grounded")
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,16 @@ class VerLMConfig:
     separator: str = "eos"         # eos: the LM's end-of-text embedding; learned; none
     score_token: bool = True       # condition pair prompts on the calibrated identity score
     score_in_prompt: bool = False  # also state the calibrated result as text after the question
+    mode: str = "vision"           # vision | grounded (see MODES)
+    max_evidence_tokens: int = 400
+    # training only: share of answer input tokens replaced by pad so the LM cannot predict the
+    # template from its own history alone and must read the prefix (word dropout)
+    answer_dropout: float = 0.0
     version: int = 1
 
     def __post_init__(self) -> None:
         for name, allowed in (("fusion", FUSIONS), ("separator", SEPARATORS),
-                              ("lm_weights", LM_WEIGHTS)):
+                              ("lm_weights", LM_WEIGHTS), ("mode", MODES)):
             if getattr(self, name) not in allowed:
                 raise InputFormatError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}",
                                        item="VerLMConfig")

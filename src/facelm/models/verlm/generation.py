@@ -2,7 +2,7 @@
 log-likelihood scoring of fixed options."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -17,12 +17,36 @@ def _next_token(logits: torch.Tensor, do_sample: bool, temperature: float,
     return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
 
 
+def number_guard(model: VerLM) -> Any:
+    """The model's NumberGuard (token texts decoded once per model)."""
+    from .grounding import NumberGuard, token_pieces
+    if "number_guard" not in model.__dict__:
+        model.__dict__["number_guard"] = NumberGuard(token_pieces(model.tokenizer))
+    return model.__dict__["number_guard"]
+
+
+def _guarded(tok: torch.Tensor, logits: torch.Tensor, guard: Any, texts: list[str],
+             allowed: Sequence[frozenset[str]], prefixes: list[frozenset[str]]) -> torch.Tensor:
+    """Replace each row's token by the most probable one that copies numbers from its evidence."""
+    out = tok.clone()
+    for i, t in enumerate(tok.tolist()):
+        if not guard.ok(texts[i], t, allowed[i], prefixes[i]):
+            out[i] = guard.choose(logits[i], texts[i], allowed[i], prefixes[i])
+        texts[i] += guard.pieces[int(out[i])] if int(out[i]) < len(guard.pieces) else ""
+    return out
+
+
 @torch.no_grad()
 def generate_ids(model: VerLM, batch: dict[str, torch.Tensor], *, max_new_tokens: int = 256,
-                 do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
+                 do_sample: bool = False, temperature: float = 1.0, seed: int = 0,
+                 allowed_numbers: Sequence[frozenset[str]] | None = None) -> list[list[int]]:
     """Token ids of each answer (eos excluded). The prefix runs once; each step feeds one token
-    per row and reuses the cached keys/values."""
+    per row and reuses the cached keys/values. With `allowed_numbers` (one set per row), every
+    number written must be one of the row's (grounded mode: those of its evidence)."""
     eos = int(model.tokenizer.eos_token_id)
+    guard = number_guard(model) if allowed_numbers is not None else None
+    texts = [""] * batch["feats"].shape[0]
+    prefixes = [guard._prefixes(a) for a in allowed_numbers] if guard is not None else []
     gen = torch.Generator().manual_seed(seed) if do_sample else None
     prefix, pmask = model.build_prefix(batch)                                # (B, P, d), (B, P)
     mask = pmask.long()
@@ -34,6 +58,8 @@ def generate_ids(model: VerLM, batch: dict[str, torch.Tensor], *, max_new_tokens
     steps: list[torch.Tensor] = []
     for _ in range(max_new_tokens):
         tok = _next_token(logits, do_sample, temperature, gen)
+        if guard is not None:
+            tok = _guarded(tok, logits, guard, texts, allowed_numbers, prefixes)
         tok = torch.where(done, torch.full_like(tok, eos), tok)
         steps.append(tok)
         done |= tok == eos

@@ -21,6 +21,8 @@ class FaceItem:
     n_images: int
     prompt_ids: tuple[int, ...]
     answer_ids: tuple[int, ...] = ()
+    evidence_ids: tuple[int, ...] = ()   # grounded mode: the evidence text, read after the prefix
+    evidence: str = ""
 
 
 def _comparison(analyses: Sequence[Any]) -> Any:
@@ -29,9 +31,10 @@ def _comparison(analyses: Sequence[Any]) -> Any:
     return compare_analyses(*analyses) if len(analyses) == 2 else None
 
 
-def face_arrays(images: Sequence[Any], extractor: FaceFeatureExtractor) -> tuple[np.ndarray, np.ndarray, Any]:
-    """(feats (2, F), crops (2, C), the pair's Comparison or None) for 1 or 2 images; each photo is
-    read from the extractor once, and NoFaceError names it."""
+def face_arrays(images: Sequence[Any], extractor: FaceFeatureExtractor
+                ) -> tuple[np.ndarray, np.ndarray, Any, list[Any]]:
+    """(feats (2, F), crops (2, C), the pair's Comparison or None, the analyses) for 1 or 2 images;
+    each photo is read from the extractor once, and NoFaceError names it."""
     images = check_images(images)
     feats = np.zeros((2, FEATURE_DIM), np.float32)
     crops = np.zeros((2, CROP_SIZE * CROP_SIZE), np.float32)
@@ -40,7 +43,13 @@ def face_arrays(images: Sequence[Any], extractor: FaceFeatureExtractor) -> tuple
         fa, crops[i] = extractor.face(img)
         feats[i] = feature_vector(fa)
         analyses.append(fa)
-    return feats, crops, _comparison(analyses)
+    return feats, crops, _comparison(analyses), analyses
+
+
+def evidence_text(analyses: Sequence[Any], comparison: Any) -> str:
+    """Grounded mode's evidence: the pair's (with both faces) or the single face's."""
+    from .grounding import face_evidence_text, pair_evidence_text
+    return pair_evidence_text(comparison) if comparison is not None else face_evidence_text(analyses[0])
 
 
 def encode_text(tok: Any, text: str, limit: int) -> tuple[int, ...]:
@@ -60,14 +69,19 @@ def make_item(images: Sequence[Any], prompt: str, tok: Any, cfg: VerLMConfig,
               extractor: FaceFeatureExtractor, answer: str | None = None,
               max_answer_tokens: int = 256) -> FaceItem:
     """One FaceItem (with answer ids ending in eos when `answer` is given, for training)."""
-    feats, crops, comparison = face_arrays(images, extractor)
+    feats, crops, comparison, analyses = face_arrays(images, extractor)
     pair = pair_features(comparison) if comparison is not None else np.zeros(PAIR_FEATURE_DIM, np.float32)
     answer_ids = () if answer is None else (
         encode_text(tok, answer, max_answer_tokens) + (int(tok.eos_token_id),))
     if cfg.score_in_prompt and comparison is not None:  # as full_prompt, from the same comparison
         prompt += score_text(comparison)
     prompt_ids = encode_text(tok, prompt, cfg.max_prompt_tokens)
-    return FaceItem(feats, crops, pair, len(images), prompt_ids, answer_ids)
+    evidence, evidence_ids = "", ()
+    if cfg.mode == "grounded":
+        evidence = evidence_text(analyses, comparison)
+        # the leading newline separates it from the prefix; "Answer:" cues the answer's start
+        evidence_ids = encode_text(tok, "\n" + evidence + "\nAnswer:", cfg.max_evidence_tokens)
+    return FaceItem(feats, crops, pair, len(images), prompt_ids, answer_ids, evidence_ids, evidence)
 
 
 def _pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[Any, Any]:
@@ -91,6 +105,8 @@ def collate(items: Sequence[FaceItem], pad_id: int) -> dict[str, Any]:
         "n_images": torch.tensor([it.n_images for it in items]),                 # (B,)
     }
     batch["prompt_ids"], batch["prompt_mask"] = _pad([it.prompt_ids for it in items], pad_id)
+    if any(it.evidence_ids for it in items):
+        batch["evidence_ids"], batch["evidence_mask"] = _pad([it.evidence_ids for it in items], pad_id)
     if all(it.answer_ids for it in items):
         batch["answer_ids"], batch["answer_mask"] = _pad([it.answer_ids for it in items], pad_id)
     return batch

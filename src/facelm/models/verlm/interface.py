@@ -36,13 +36,21 @@ class VerLMFaceVLM(FaceVLM):
         prepared = [self.item(images, prompt) for images, prompt in items]
         return self.generate_items(prepared, **gen)
 
-    def generate_items(self, items: Sequence[FaceItem], **gen: Any) -> list[str]:
+    def generate_items(self, items: Sequence[FaceItem], *, copy_numbers: bool | None = None,
+                       **gen: Any) -> list[str]:
+        """Answers for prepared items. In grounded mode numbers are copied from each item's
+        evidence (`copy_numbers`, default on; off only to measure what the guard changes)."""
         from .generation import decode, generate_ids
+        from .grounding import allowed_numbers
+        if copy_numbers is None:
+            copy_numbers = self.model.config.mode == "grounded"
         out: list[str] = []
         pad = int(self.model.tokenizer.pad_token_id)
         for i in range(0, len(items), self.batch_size):
-            batch = self._to_device(collate(items[i: i + self.batch_size], pad))
-            out += decode(self.model.tokenizer, generate_ids(self.model, batch, **gen))
+            chunk = items[i: i + self.batch_size]
+            batch = self._to_device(collate(chunk, pad))
+            allowed = ([allowed_numbers([it.evidence]) for it in chunk] if copy_numbers else None)
+            out += decode(self.model.tokenizer, generate_ids(self.model, batch, allowed_numbers=allowed, **gen))
         return out
 
     def score_choices(self, images: Sequence[ImageInput], prompt: str,

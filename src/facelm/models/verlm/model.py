@@ -81,12 +81,21 @@ class VerLM(nn.Module):
                            (two & (self.score_proj is not None)).unsqueeze(1), pmask], dim=1)
         if self.cross is not None:
             x = self.cross(x / s, valid) * s
+        if "evidence_ids" in batch:  # grounded: the evidence as plain LM tokens after the prefix
+            x = torch.cat([x, embed(batch["evidence_ids"]).to(x.dtype)], dim=1)    # (B, L+E, d)
+            valid = torch.cat([valid, batch["evidence_mask"]], dim=1)
         return left_pack(x, valid)
 
     def _hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
         prefix, pmask = self.build_prefix(batch)
         ans, amask = batch["answer_ids"], batch["answer_mask"]               # (B, A)
-        emb = torch.cat([prefix, self.lm.get_input_embeddings()(ans).to(prefix.dtype)], dim=1)
+        inp = ans
+        if self.training and self.config.answer_dropout > 0:
+            # word dropout on the inputs only (targets stay): the history alone no longer tells
+            # the LM the template's next token, so it has to use the prefix
+            drop = torch.rand(ans.shape, device=ans.device) < self.config.answer_dropout
+            inp = torch.where(drop, torch.full_like(ans, int(self.tokenizer.pad_token_id)), ans)
+        emb = torch.cat([prefix, self.lm.get_input_embeddings()(inp).to(prefix.dtype)], dim=1)
         mask = torch.cat([pmask, amask], dim=1)                              # (B, P+A)
         h = self.lm.base_model(inputs_embeds=emb, attention_mask=mask.long(),
                                position_ids=positions(mask)).last_hidden_state
