@@ -1,11 +1,13 @@
 """The VerLM ablation with confidence, on CPU: cross-projection vs concat, separator vs none, staged
-vs end-to-end, vision vs grounded, and the conditioning fix (answer-token dropout) on and off;
-3 seeds each, evaluated on >= 300 held-out LFW View 1 test pairs (identities disjoint from
-training) with bootstrap 95 % intervals.
+vs end-to-end, vision vs grounded; 3 seeds each, evaluated on >= 300 held-out LFW View 1 test pairs
+(identities disjoint from training) with bootstrap 95 % intervals; plus seed-0 diagnostics of what
+made the LM read its prefix (DIAGNOSTICS: the first recipe with answer dropout or the contrastive
+loss).
 
     python benchmarks/verlm_data.py --out .cache/verlm-v2 --train-pairs 0 --extra-pairs 2000 \\
         --test-pairs 400 --train-faces 400 --test-faces 40          # records (~10 min)
     python benchmarks/verlm_ablation.py [--only SLUGS] [--seeds 0,1,2]  # train + evaluate
+    python benchmarks/verlm_ablation.py --only oldrecipe-droponly,oldrecipe-contrast --seeds 0
     python benchmarks/verlm_ablation.py --report-only                 # docs/benchmarks/verlm.md
 
 The decoder is the tiny one (4 layers, d=256, BPE on the train texts, text-pretrained here): on this
@@ -38,22 +40,29 @@ class Setup:
     batch_size: int = 8
     answer_tokens: int = 80        # whole concise answers with the tiny tokenizer
     pretrain_steps: int = 200
-    lr: float = 1e-3
-    lr_full: float = 5e-4
-    answer_dropout: float = 0.25   # the conditioning fix (0 in the "no fix" variant)
+    lr: float = 3e-3               # the recipe that makes the LM read its prefix (see the report)
+    lr_full: float = 1e-3
+    lm_train: str = "full"
     test_pairs: int = 300
-    swap_pairs: int = 60
+    swap_pairs: int = 40
 
 
 BASE = ["--fusion", "cross", "--separator", "eos"]
-# slug: (label, stage, flags)
+# the first recipe (the trainer's defaults of the earlier ablation): LoRA, lr 1e-3 / 5e-4
+OLD = ["--lr", "1e-3", "--lr-full", "5e-4", "--lm-train", "lora"]
+# slug: (label, stage, flags); the flags override the Setup's recipe
 VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "cross-eos-staged": ("cross+eos, staged (vision)", "both", BASE),
     "concat-eos-staged": ("concat+eos, staged", "both", ["--fusion", "concat", "--separator", "eos"]),
     "cross-nosep-staged": ("cross, no separator, staged", "both", ["--fusion", "cross", "--separator", "none"]),
     "cross-eos-e2e": ("cross+eos, end-to-end only", "full", BASE),
     "cross-eos-staged-grounded": ("cross+eos, staged, grounded", "both", BASE + ["--mode", "grounded"]),
-    "cross-eos-staged-nodrop": ("cross+eos, staged, no answer dropout", "both", BASE),
+}
+# seed-0 diagnostics of what made the LM read its prefix (run with --only SLUG --seeds 0)
+DIAGNOSTICS: dict[str, tuple[str, str, list[str]]] = {
+    "oldrecipe-droponly": ("first recipe + answer dropout 0.25", "both", BASE + OLD + ["--answer-dropout", "0.25"]),
+    "oldrecipe-contrast": ("first recipe + contrast 1.0 + dropout 0.1", "both",
+                           BASE + OLD + ["--contrast-weight", "1", "--answer-dropout", "0.1"]),
 }
 
 
@@ -62,15 +71,14 @@ def run_dir(slug: str, seed: int) -> Path:
 
 
 def train_command(slug: str, seed: int, s: Setup) -> list[str]:
-    _, stage, flags = VARIANTS[slug]
+    _, stage, flags = {**VARIANTS, **DIAGNOSTICS}[slug]
     steps = s.steps // 2 if stage == "both" else s.steps
-    drop = 0.0 if slug.endswith("nodrop") else s.answer_dropout
     return [sys.executable, "-m", "facelm.cli", "train", "verlm", "--data", str(DATA / "train"),
-            "--out", str(run_dir(slug, seed)), "--stage", stage, *flags, "--lm", str(TINY_LM),
+            "--out", str(run_dir(slug, seed)), "--stage", stage, "--lm", str(TINY_LM),
             "--max-steps", str(steps), "--batch-size", str(s.batch_size),
             "--max-answer-tokens", str(s.answer_tokens), "--lr", str(s.lr), "--lr-full", str(s.lr_full),
-            "--answer-dropout", str(drop), "--kinds", "pair", "--tiers", "concise",
-            "--mixed-precision", "no", "--seed", str(seed)]
+            "--lm-train", s.lm_train, "--kinds", "pair", "--tiers", "concise",
+            "--mixed-precision", "no", "--seed", str(seed), *flags]  # later flags win
 
 
 def tiny_lm(s: Setup) -> dict:
@@ -168,13 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         recs = test_pairs(s.test_pairs)
         template_reference(recs)
         for seed in [int(x) for x in args.seeds.split(",")]:
-            for slug in VARIANTS:
-                if args.only and slug not in args.only.split(","):
+            for slug in {**VARIANTS, **DIAGNOSTICS}:
+                if (args.only and slug not in args.only.split(",")) or (not args.only and slug in DIAGNOSTICS):
                     continue
                 r = run(slug, seed, s, recs, args.fresh)
                 print(slug, seed, json.dumps({k: v for k, v in r["summary"].items() if k != "groups"}),
                       file=sys.stderr, flush=True)
-    write_report(RUNS, VARIANTS, asdict(s), DOCS)
+    write_report(RUNS, {**VARIANTS, **DIAGNOSTICS}, asdict(s), DOCS)
     return 0
 
 

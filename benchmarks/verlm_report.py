@@ -17,7 +17,6 @@ CLAIMS = (
     ("the separator helps", "cross-eos-staged", "cross-nosep-staged"),
     ("staged beats end-to-end only", "cross-eos-staged", "cross-eos-e2e"),
     ("grounded beats vision (beyond the paper)", "cross-eos-staged-grounded", "cross-eos-staged"),
-    ("answer dropout helps (the conditioning fix)", "cross-eos-staged", "cross-eos-staged-nodrop"),
 )
 METRICS = {
     "support rate": lambda s: support_rate(s),
@@ -121,3 +120,35 @@ def write_report(runs: Path, variants: dict[str, Any], setup: dict[str, Any], do
                                                    for r in _load(runs, slug)]
                                             for slug in ["template", *variants]}}
     (docs / "verlm_ablation.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def _row(name: str, r: dict[str, Any]) -> list[Any]:
+    s = r["summary"]
+    scores = [PairScore(**p) for p in r["pairs"]]
+    return [name, s["pairs"], _pct(s["verdict_agreement"]) + _ci(s["ci"]["verdict_agreement"]),
+            _pct(s["support_rate"]) + _ci(s["ci"]["support_rate"]), _pct(s["distinct_texts"]),
+            f"{s['invented_numbers']} / {s['numbers']}",
+            *(_pct(support_rate(scores, g)) for g in GROUPS[:8]),
+            *(f"{r['nlg'].get(k, 0):.3f}" for k in NLG), r["generate_s_per_pair"]]
+
+
+def small_report(out: dict[str, Any]) -> str:
+    """The shipped model's table (benchmarks/verlm_small_eval.py)."""
+    rows = [_row(f"{out['model']}: {name}", out[key]) for key, name in
+            (("concise", "concise, numbers copied"), ("concise_unguarded", "concise, guard off"),
+             ("detailed", "detailed, numbers copied")) if key in out]
+    t, sw = out.get("timing"), out["swap"]
+    return "\n".join([
+        f"## {out['model']} on held-out LFW View 1 test pairs\n",
+        markdown_table(["run", "pairs", "verdict agrees %", "claims supported %", "distinct texts %",
+                        "invented / numbers", *(f"{g} %" for g in GROUPS[:8]), *NLG, "s / pair (batch 16)"],
+                       rows),
+        "\n[95 % bootstrap intervals over the pairs]. References for the NLG metrics: the template "
+        "explainer's texts for the same pairs.\n",
+        f"Photo swap ({sw['pairs']} pairs): verdict kept {_pct(sw['verdict_kept'])} %, fused score kept "
+        f"{_pct(sw['fused_score_kept'])} %, numbers kept {_pct(sw['numbers_kept'])} %, text changed "
+        f"{_pct(sw['text_changed'])} %.\n",
+        (f"One pair at a time on this CPU (median of {t['pairs']}, photos already analysed, idle "
+         f"machine, 2 threads): concise {t['concise_median_s']:.1f} s, both tiers "
+         f"{t['both_tiers_median_s']:.1f} s; the template explainer {1000 * t['template_median_s']:.1f} ms.\n"
+         if t else "")])

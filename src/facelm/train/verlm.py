@@ -43,6 +43,7 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16
     save_every: int = 0            # optimizer steps between checkpoints (0: end of each stage)
     sensitivity_pairs: int = 8     # after training: does the text depend on the pair? (0: skip)
+    stop_after: int = 0            # end each stage after N steps of its (longer) schedule (0: at its end)
     resume: bool = False
     seed: int = 0
     model: VerLMConfig = field(default_factory=VerLMConfig)
@@ -153,14 +154,15 @@ def run_stage(acc: Any, model: Any, items: list[Any], stage: str, tc: TrainConfi
                     collate_fn=lambda b: collate(b, pad))
     total = tc.max_steps or max(1, math.ceil(tc.epochs * max(1, len(dl) // tc.grad_accum)))
     opt, sched, step = _optimizer(params, stage, tc, total, out, state)
+    end = min(total, tc.stop_after) if tc.stop_after else total  # the schedule still spans `total`
     pmodel, opt, dl, sched = acc.prepare(model, opt, dl, sched)
     pmodel.train()
-    bar = tqdm(total=total, initial=step, desc=f"stage {stage}", disable=not acc.is_local_main_process,
+    bar = tqdm(total=end, initial=step, desc=f"stage {stage}", disable=not acc.is_local_main_process,
                file=sys.stderr)
     batches_done = step * tc.grad_accum
     epoch, skip = divmod(batches_done, len(dl))
     acc_loss, n = 0.0, 0
-    while step < total:
+    while step < end:
         gen.manual_seed(tc.seed + epoch)  # each epoch's order is reproducible, so resuming can skip
         if hasattr(dl, "set_epoch"):
             dl.set_epoch(epoch)
@@ -180,9 +182,9 @@ def run_stage(acc: Any, model: Any, items: list[Any], stage: str, tc: TrainConfi
             bar.set_postfix(loss=f"{acc_loss / n:.3f}")
             bar.update(1)
             acc_loss, n = 0.0, 0
-            if tc.save_every and step % tc.save_every == 0 and step < total:
+            if tc.save_every and step % tc.save_every == 0 and step < end:
                 _save(acc, pmodel, out, state, opt, sched)
-            if step >= total:
+            if step >= end:
                 break
         epoch, skip = epoch + 1, 0
     bar.close()

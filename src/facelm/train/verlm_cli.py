@@ -31,6 +31,11 @@ def add_parser(sub: Any) -> None:
                         "also follows as text, and decoding copies numbers from it")
     p.add_argument("--answer-dropout", type=float, default=M.answer_dropout,
                    help="share of answer input tokens blanked in training (makes the LM read the prefix)")
+    p.add_argument("--contrast-weight", type=float, default=M.contrast_weight,
+                   help="weight of the contrastive conditioning loss (answer under its own pair vs "
+                        "another's); 0: off")
+    p.add_argument("--contrast-margin", type=float, default=M.contrast_margin,
+                   help="nats per answer token the own pair must win by")
     p.add_argument("--max-prompt-tokens", type=int, default=M.max_prompt_tokens)
     p.add_argument("--pixel-encoder", action="store_true", help="add a small CNN over the aligned crop")
     p.add_argument("--lm", default=M.lm, help="decoder LM: smollm2 (offline), a folder or a hub name")
@@ -44,6 +49,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--epochs", type=float, default=T.epochs, help="epochs per stage")
     p.add_argument("--max-steps", type=int, default=T.max_steps,
                    help="optimizer steps per stage (overrides epochs)")
+    p.add_argument("--stop-after", type=int, default=T.stop_after,
+                   help="end each stage after N optimizer steps while its schedule spans --max-steps")
     p.add_argument("--lr", type=float, default=T.lr, help="stage 1 learning rate")
     p.add_argument("--lr-full", type=float, default=T.lr_full, help="stage 2 learning rate")
     p.add_argument("--batch-size", type=int, default=T.batch_size)
@@ -79,7 +86,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
                         score_token=not args.no_score_token, pixel_encoder=args.pixel_encoder,
                         score_in_prompt=args.score_in_prompt, max_prompt_tokens=args.max_prompt_tokens,
                         prompt_layers=args.prompt_layers, mode=args.mode,
-                        answer_dropout=args.answer_dropout)
+                        answer_dropout=args.answer_dropout, contrast_weight=args.contrast_weight,
+                        contrast_margin=args.contrast_margin)
     if not (args.data / "records.jsonl").is_file() and not args.data.is_file():
         raise InputFormatError("no records.jsonl here", item=str(args.data),
                                hint="make a dataset with `facelm data pairs|qa --out DIR` first")
@@ -90,7 +98,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
                        tiers=_csv(args.tiers), aspects=_csv(args.aspects), max_records=args.max_records,
                        mixed_precision=args.mixed_precision, save_every=args.save_every,
                        resume=args.resume, seed=args.seed, model=model,
-                       sensitivity_pairs=args.sensitivity_pairs)
+                       sensitivity_pairs=args.sensitivity_pairs, stop_after=args.stop_after)
 
 
 def handler(args: argparse.Namespace) -> int:

@@ -50,6 +50,11 @@ class VerLMConfig:
     # training only: share of answer input tokens replaced by pad so the LM cannot predict the
     # template from its own history alone and must read the prefix (word dropout)
     answer_dropout: float = 0.0
+    # training only: hinge on how much better the true pair's answer scores under its own inputs
+    # than under another item's (the batch rolled by one): an LM that ignores its prefix scores
+    # both the same and pays `contrast_weight * contrast_margin` (nats per answer token)
+    contrast_weight: float = 0.0
+    contrast_margin: float = 0.3
     version: int = 1
 
     def __post_init__(self) -> None:

@@ -39,10 +39,12 @@ def _guarded(tok: torch.Tensor, logits: torch.Tensor, guard: Any, texts: list[st
 @torch.no_grad()
 def generate_ids(model: VerLM, batch: dict[str, torch.Tensor], *, max_new_tokens: int = 256,
                  do_sample: bool = False, temperature: float = 1.0, seed: int = 0,
-                 allowed_numbers: Sequence[frozenset[str]] | None = None) -> list[list[int]]:
+                 allowed_numbers: Sequence[frozenset[str]] | None = None,
+                 banned: Sequence[Sequence[int]] | None = None) -> list[list[int]]:
     """Token ids of each answer (eos excluded). The prefix runs once; each step feeds one token
     per row and reuses the cached keys/values. With `allowed_numbers` (one set per row), every
-    number written must be one of the row's (grounded mode: those of its evidence)."""
+    number written must be one of the row's (grounded mode: those of its evidence); `banned`
+    (token ids per row) are never chosen."""
     eos = int(model.tokenizer.eos_token_id)
     guard = number_guard(model) if allowed_numbers is not None else None
     texts = [""] * batch["feats"].shape[0]
@@ -57,6 +59,9 @@ def generate_ids(model: VerLM, batch: dict[str, torch.Tensor], *, max_new_tokens
     done = torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
     steps: list[torch.Tensor] = []
     for _ in range(max_new_tokens):
+        for i, ids in enumerate(banned or ()):
+            if ids:
+                logits[i, list(ids)] = float("-inf")
         tok = _next_token(logits, do_sample, temperature, gen)
         if guard is not None:
             tok = _guarded(tok, logits, guard, texts, allowed_numbers, prefixes)

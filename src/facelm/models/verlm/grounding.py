@@ -147,3 +147,9 @@ def token_pieces(tokenizer: Any) -> list[str]:
     """Each token id's text, decoded alone (digits and punctuation are single-byte, so exact)."""
     n = len(tokenizer)
     return [tokenizer.decode([i]) for i in range(n)]
+
+
+
+def verdict_word_ids(pieces: Sequence[str], word: str) -> list[int]:
+    """Token ids whose text is `word` in any case, with or without a leading space."""
+    return [i for i, p in enumerate(pieces) if p.strip().lower() == word]

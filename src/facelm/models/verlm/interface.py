@@ -40,17 +40,38 @@ class VerLMFaceVLM(FaceVLM):
                        **gen: Any) -> list[str]:
         """Answers for prepared items. In grounded mode numbers are copied from each item's
         evidence (`copy_numbers`, default on; off only to measure what the guard changes)."""
-        from .generation import decode, generate_ids
         from .grounding import allowed_numbers
         if copy_numbers is None:
             copy_numbers = self.model.config.mode == "grounded"
+        gen.setdefault("max_new_tokens", 320)  # a detailed pair explanation is ~250 SmolLM2 tokens
         out: list[str] = []
-        pad = int(self.model.tokenizer.pad_token_id)
         for i in range(0, len(items), self.batch_size):
-            chunk = items[i: i + self.batch_size]
-            batch = self._to_device(collate(chunk, pad))
-            allowed = ([allowed_numbers([it.evidence]) for it in chunk] if copy_numbers else None)
-            out += decode(self.model.tokenizer, generate_ids(self.model, batch, allowed_numbers=allowed, **gen))
+            chunk = list(items[i: i + self.batch_size])
+            allowed = [allowed_numbers([it.evidence]) for it in chunk] if copy_numbers else None
+            out += self._decode(chunk, allowed, None, gen)
+        if copy_numbers:
+            out = self._fix_verdicts(items, out, gen)
+        return out
+
+    def _decode(self, chunk: list[FaceItem], allowed: Any, banned: Any, gen: dict[str, Any]) -> list[str]:
+        from .generation import decode, generate_ids
+        batch = self._to_device(collate(chunk, int(self.model.tokenizer.pad_token_id)))
+        return decode(self.model.tokenizer, generate_ids(self.model, batch, allowed_numbers=allowed,
+                                                         banned=banned, **gen))
+
+    def _fix_verdicts(self, items: Sequence[FaceItem], out: list[str], gen: dict[str, Any]) -> list[str]:
+        """Grounded pairs whose text does not state the evidence's verdict are decoded again with
+        the other verdict's word ("same" / "different") forbidden: the decision is the calibrated
+        score's, the LM only words it."""
+        from .generation import number_guard
+        from .grounding import allowed_numbers, verdict_word_ids
+        from .verdict import agrees
+        redo = [i for i, it in enumerate(items) if it.n_images == 2 and it.evidence
+                and not agrees(out[i], it.evidence.startswith("same person"))]
+        for i in redo:
+            same = items[i].evidence.startswith("same person")
+            ban = [verdict_word_ids(number_guard(self.model).pieces, "different" if same else "same")]
+            out[i] = self._decode([items[i]], [allowed_numbers([items[i].evidence])], ban, gen)[0]
         return out
 
     def score_choices(self, images: Sequence[ImageInput], prompt: str,

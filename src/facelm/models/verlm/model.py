@@ -106,12 +106,35 @@ class VerLM(nn.Module):
     def answer_logprobs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-token log-probs of the answers (B, A), answer mask (B, A))."""
         h, amask, _ = self._hidden(batch)
-        logp = torch.log_softmax(self.lm.get_output_embeddings()(h).float(), dim=-1)
-        tok = logp.gather(-1, batch["answer_ids"].unsqueeze(-1)).squeeze(-1)
-        return tok * amask, amask
+        return self._token_logprobs(h, batch["answer_ids"], amask), amask
+
+    def _token_logprobs(self, h: torch.Tensor, ans: torch.Tensor, amask: torch.Tensor) -> torch.Tensor:
+        logits = self.lm.get_output_embeddings()(h[amask]).float()          # (N, V), answers only
+        tok = torch.zeros(ans.shape, dtype=logits.dtype, device=logits.device)
+        tok[amask] = torch.log_softmax(logits, dim=-1).gather(-1, ans[amask].unsqueeze(-1)).squeeze(-1)
+        return tok                                                          # (B, A), 0 at padding
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over answer tokens only (prefix and padding carry no loss)."""
+        """Mean cross-entropy over answer tokens only (prefix and padding carry no loss), plus the
+        contrastive conditioning term in training when `contrast_weight` > 0."""
         h, amask, _ = self._hidden(batch)
-        logits = self.lm.get_output_embeddings()(h[amask])                  # (N, V), answers only
-        return F.cross_entropy(logits.float(), batch["answer_ids"][amask])
+        ans = batch["answer_ids"]
+        c = self.config
+        if not (self.training and c.contrast_weight > 0 and ans.shape[0] > 1):
+            logits = self.lm.get_output_embeddings()(h[amask])              # (N, V), answers only
+            return F.cross_entropy(logits.float(), ans[amask])
+        own = self._token_logprobs(h, ans, amask)                           # (B, A)
+        other = self._token_logprobs(self._hidden(rolled(batch))[0], ans, amask)
+        n = amask.sum(1).clamp(min=1)
+        gain = (own - other).sum(1) / n                                     # (B,) nats per token
+        ce = -own.sum() / amask.sum()
+        return ce + c.contrast_weight * F.relu(c.contrast_margin - gain).mean()
+
+
+CONDITIONING = ("feats", "crops", "pair", "n_images", "evidence_ids", "evidence_mask")
+
+
+def rolled(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with each item's face inputs (and evidence) taken from the next item: the same
+    prompts and answers, the wrong pairs."""
+    return {k: (v.roll(1, dims=0) if k in CONDITIONING else v) for k, v in batch.items()}
