@@ -174,8 +174,11 @@ def test_save_load_gives_identical_logits(tiny_lm, dataset, tmp_path):
     before = model.answer_logprobs(batch)[0]
     save_checkpoint(model, tmp_path / "ck")
     assert {"verlm_config.json", "prefix.safetensors", "lm_lora"} <= {p.name for p in (tmp_path / "ck").iterdir()}
-    after = load_checkpoint(tmp_path / "ck").answer_logprobs(batch)[0]
+    after = load_checkpoint(tmp_path / "ck", trainable=True).eval().answer_logprobs(batch)[0]
     assert torch.equal(before, after)
+    merged = load_checkpoint(tmp_path / "ck")  # inference: the adapter folded into the LM weights
+    assert not any("lora" in n for n, _ in merged.lm.named_modules())
+    assert torch.allclose(merged.answer_logprobs(batch)[0], before, atol=1e-4)
     plain = _model(tiny_lm)
     assert not torch.allclose(plain.answer_logprobs(batch)[0], before)  # the weights do matter
 

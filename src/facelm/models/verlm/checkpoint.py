@@ -73,7 +73,12 @@ def load_checkpoint(folder: str | Path, *, trainable: bool = False) -> VerLM:
                else load_lm(cfg.lm, cfg.lm_layers))
     model = VerLM(cfg, lm, tok)
     if cfg.lm_weights == "lora":
-        add_lora(model, cfg.lora_r, cfg.lora_alpha, adapter=folder / "lm_lora", trainable=trainable)
+        peft_model = add_lora(model, cfg.lora_r, cfg.lora_alpha, adapter=folder / "lm_lora", trainable=trainable)
+        if not trainable:
+            # for inference the adapter is folded into the LM's weights: same outputs, and each
+            # decoding step runs 210 plain linear layers instead of 210 x (base + two LoRA factors)
+            peft_model.merge_and_unload()
+            del model.__dict__["peft"]
     missing, unexpected = model.load_state_dict(load_file(str(folder / PREFIX_FILE)), strict=False)
     bad = [k for k in missing if not k.startswith("lm.")] + list(unexpected)
     if bad:
