@@ -124,7 +124,7 @@ def evaluate(ckpt: Path, recs: list, s: Setup) -> dict:
     nlg = compute_metrics({str(i): p for i, p in enumerate(preds)}, refs)
     return {"generate_s_per_pair": round(gen_s / len(recs), 3), "summary": with_intervals(scores),
             "nlg": {k2: round(v, 4) for k2, v in nlg.items()},
-            "swap": swap_sensitivity(preds[:k], swapped, analyses[:k]),
+            "swap": swap_sensitivity(preds[:k], swapped),
             "pairs": [sc.to_dict() for sc in scores]}
 
 

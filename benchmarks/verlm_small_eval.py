@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     k = args.swap
     sw = vlm.generate_batch([([r.images[1], r.images[0]], r.question) for r in concise[:k]], max_new_tokens=160)
     texts = [p["text"] for p in out["concise"]["pairs"][:k]]
-    out["swap"] = swap_sensitivity(texts, sw, [[vlm.extractor.analysis(x) for x in r.images] for r in concise[:k]])
+    out["swap"] = swap_sensitivity(texts, sw)
     return _write(out)
 
 

@@ -3,7 +3,6 @@ differ across pairs because of the prefix, and collapse when it is zeroed), the 
 scorer, and the fp16 export. Real LFW photos, tiny configs (fixtures shared with test_verlm)."""
 from __future__ import annotations
 
-import random
 import re
 
 import pytest
@@ -87,8 +86,8 @@ def test_grounded_model_reads_evidence_and_copies_numbers(tiny_lm, dataset):
     items = [vlm.item(r.images, r.question) for r in recs]
     assert all(it.evidence.startswith("same person" if _comparison(r).same else "different people")
                for it, r in zip(items, recs))
-    batch = {k: v for k, v in __import__("facelm.models.verlm.inputs", fromlist=["collate"])
-             .collate(items, model.tokenizer.pad_token_id).items()}
+    from facelm.models.verlm.inputs import collate
+    batch = collate(items, model.tokenizer.pad_token_id)
     prefix, mask = model.build_prefix(batch)
     assert mask.sum(1).tolist() == [2 * 3 + 2 + len(it.prompt_ids) + len(it.evidence_ids) for it in items]
     for text, it in zip(vlm.generate_items(items, max_new_tokens=60), items):
@@ -166,7 +165,6 @@ def test_half_precision_export_loads_with_the_same_outputs(tiny_lm, dataset, tmp
     with torch.no_grad():
         pa, pb = a.build_prefix(batch)[0], b.build_prefix(batch)[0]
     assert torch.allclose(pa, pb, atol=2e-2, rtol=1e-2)
-    random.seed(0)
 
 
 def test_contrastive_loss_penalises_a_prefix_the_answer_does_not_depend_on(tiny_lm, dataset):

@@ -15,7 +15,6 @@ import numpy as np
 
 from .faithfulness import GROUPS, AuditItem, audit_item, claim_group
 
-NUM_RE = r"\d+(?:\.\d+)?"
 
 
 @dataclass
@@ -36,8 +35,7 @@ class PairScore:
 def score_pair(text: str, analyses: Sequence[Any], *, same: bool | None = None,
                model: str = "model") -> PairScore:
     """Audit one pair explanation against the two faces' measurements."""
-    import re
-    from ..models.verlm.grounding import allowed_numbers, pair_evidence_text
+    from ..models.verlm.grounding import NUMBER, allowed_numbers, pair_evidence_text
     from ..models.verlm.verdict import agrees
     from ..verify import compare_analyses
     cmp = compare_analyses(*analyses)
@@ -48,7 +46,7 @@ def score_pair(text: str, analyses: Sequence[Any], *, same: bool | None = None,
         g = claim_group(ch.claim.kind)
         bucket[g] = bucket.get(g, 0) + 1
     allowed = allowed_numbers([pair_evidence_text(cmp)])
-    nums = re.findall(NUM_RE, text)
+    nums = NUMBER.findall(text)
     out.numbers, out.invented = len(nums), sum(n not in allowed for n in nums)
     return out
 
@@ -135,13 +133,12 @@ def paired_difference(a: Sequence[Sequence[PairScore]], b: Sequence[Sequence[Pai
     return {"difference": point, "ci": ci, "verdict": verdict}
 
 
-def swap_sensitivity(texts: Sequence[str], swapped: Sequence[str], analyses: Sequence[Sequence[Any]]
-                     ) -> dict[str, float]:
+def swap_sensitivity(texts: Sequence[str], swapped: Sequence[str]) -> dict[str, float]:
     """Swapping the two photos must keep what is symmetric (verdict, fused score) and may only
     reorder per-face values: shares of pairs where the verdict, the stated fused score and the
     multiset of stated numbers are unchanged, and where the text changed at all."""
-    import re
     from ..explain.claims import extract_claims
+    from ..models.verlm.grounding import NUMBER
     from ..models.verlm.verdict import stated_verdict
 
     def fused(t: str) -> Any:
@@ -150,7 +147,7 @@ def swap_sensitivity(texts: Sequence[str], swapped: Sequence[str], analyses: Seq
     return {
         "verdict_kept": sum(stated_verdict(x) == stated_verdict(y) for x, y in zip(texts, swapped)) / n,
         "fused_score_kept": sum(fused(x) == fused(y) for x, y in zip(texts, swapped)) / n,
-        "numbers_kept": sum(sorted(re.findall(NUM_RE, x)) == sorted(re.findall(NUM_RE, y))
+        "numbers_kept": sum(sorted(NUMBER.findall(x)) == sorted(NUMBER.findall(y))
                             for x, y in zip(texts, swapped)) / n,
         "text_changed": sum(x != y for x, y in zip(texts, swapped)) / n,
         "pairs": len(texts),
@@ -164,6 +161,5 @@ def input_sensitivity(vlm: Any, pairs: Sequence[tuple[Any, Any]], prompt: str, *
     items = [(list(p), prompt) for p in pairs] + [([p[1], p[0]], prompt) for p in pairs]
     out = vlm.generate_batch(items, max_new_tokens=max_new_tokens)
     texts, swapped = out[: len(pairs)], out[len(pairs):]
-    analyses = [[vlm.extractor.analysis(x) for x in p] for p in pairs]
     return {"prompt": prompt, "distinct_texts": len(set(texts)) / max(len(texts), 1),
-            "swap": swap_sensitivity(texts, swapped, analyses), "examples": texts[:3]}
+            "swap": swap_sensitivity(texts, swapped), "examples": texts[:3]}
