@@ -49,18 +49,39 @@ def test_number_guard_rules(tiny_lm):
     assert ok("fused 0.85.", " sits")
     assert ok("yaw ", "12") and not ok("yaw 12", "5")
     assert ok("no number here", " sits")
+    assert not g.may_end("fused 0.8", allowed) and not g.may_end("fused 0.8.", allowed)
+    assert g.may_end("fused 0.85", allowed) and g.may_end("yaw 12.", allowed) and g.may_end("", allowed)
+    assert g.may_end("yaw 12. Sits", allowed) and not g.may_end("yaw 1", allowed)
+
+
+def test_guarded_stop_never_leaves_an_unfinished_number():
+    """Stopping (eos, or the token cap) inside "0.8" of "0.85" would write an invented 0.8: eos is
+    refused there, and a capped row loses the unfinished number's tokens."""
+    from facelm.models.verlm.generation import _guarded, trim_open_number
+    from facelm.models.verlm.grounding import NumberGuard
+    pieces = ["fused ", "0", ".", "8", "5", " sits", "<eos>"]
+    g, allowed = NumberGuard(pieces), frozenset({"0.85"})
+    texts = ["fused 0.8"]
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 9.0]])
+    out = _guarded(torch.tensor([6]), logits, g, texts, [allowed], [g._prefixes(allowed)], eos=6)
+    assert out.tolist() == [4] and texts == ["fused 0.85"]
+    assert trim_open_number([0, 1, 2, 3], g, allowed) == [0]
+    assert trim_open_number([0, 1, 2, 3, 4], g, allowed) == [0, 1, 2, 3, 4]
 
 
 def _random_walk(guard, allowed, steps, seed, use_guard):
     """Decode from random logits that favour digits (a model eager to invent numbers)."""
     rng = torch.Generator().manual_seed(seed)
     numeric = torch.tensor(guard.numeric, dtype=torch.float32)
-    text, pre = "", guard._prefixes(allowed)
+    from facelm.models.verlm.generation import trim_open_number
+    text, pre, row = "", guard._prefixes(allowed), []
     for _ in range(steps):
         logits = torch.randn(len(guard.pieces), generator=rng) + 3.0 * numeric
-        tok = guard.choose(logits, text, allowed, pre) if use_guard else int(logits.argmax())
-        text += guard.pieces[tok]
-    return text
+        row.append(guard.choose(logits, text, allowed, pre) if use_guard else int(logits.argmax()))
+        text += guard.pieces[row[-1]]
+    if use_guard:  # the walk stops at its step cap as generate_ids does: never inside a number
+        row = trim_open_number(row, guard, allowed)
+    return "".join(guard.pieces[t] for t in row)
 
 
 def test_guarded_decoding_never_writes_a_number_outside_the_evidence(tiny_lm, dataset):

@@ -26,11 +26,16 @@ def number_guard(model: VerLM) -> Any:
 
 
 def _guarded(tok: torch.Tensor, logits: torch.Tensor, guard: Any, texts: list[str],
-             allowed: Sequence[frozenset[str]], prefixes: list[frozenset[str]]) -> torch.Tensor:
-    """Replace each row's token by the most probable one that copies numbers from its evidence."""
+             allowed: Sequence[frozenset[str]], prefixes: list[frozenset[str]], eos: int) -> torch.Tensor:
+    """Replace each row's token by the most probable one that copies numbers from its evidence
+    (eos included: no stopping inside an unfinished number)."""
     out = tok.clone()
     for i, t in enumerate(tok.tolist()):
-        if not guard.ok(texts[i], t, allowed[i], prefixes[i]):
+        if t == eos and not guard.may_end(texts[i], allowed[i]):
+            row = logits[i].clone()
+            row[eos] = float("-inf")
+            out[i] = guard.choose(row, texts[i], allowed[i], prefixes[i])
+        elif not guard.ok(texts[i], t, allowed[i], prefixes[i]):
             out[i] = guard.choose(logits[i], texts[i], allowed[i], prefixes[i])
         texts[i] += guard.pieces[int(out[i])] if int(out[i]) < len(guard.pieces) else ""
     return out
@@ -64,7 +69,7 @@ def generate_ids(model: VerLM, batch: dict[str, torch.Tensor], *, max_new_tokens
                 logits[i, list(ids)] = float("-inf")
         tok = _next_token(logits, do_sample, temperature, gen)
         if guard is not None:
-            tok = _guarded(tok, logits, guard, texts, allowed_numbers, prefixes)
+            tok = _guarded(tok, logits, guard, texts, allowed_numbers, prefixes, eos)
         tok = torch.where(done, torch.full_like(tok, eos), tok)
         steps.append(tok)
         done |= tok == eos
@@ -76,7 +81,18 @@ def generate_ids(model: VerLM, batch: dict[str, torch.Tensor], *, max_new_tokens
         past, logits = out.past_key_values, out.logits[:, -1]
         next_pos = next_pos + 1
     rows = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(prefix.shape[0])]
-    return [r[: r.index(eos)] if eos in r else r for r in rows]
+    rows = [r[: r.index(eos)] if eos in r else r for r in rows]
+    if guard is not None:   # a row cut by max_new_tokens may end inside a number: drop that number
+        rows = [trim_open_number(r, guard, a) for r, a in zip(rows, allowed_numbers)]
+    return rows
+
+
+def trim_open_number(row: list[int], guard: Any, allowed: frozenset[str]) -> list[int]:
+    """`row` without the tokens of an unfinished number at its end."""
+    row = list(row)
+    while row and not guard.may_end("".join(guard.pieces[t] for t in row if t < len(guard.pieces)), allowed):
+        row.pop()
+    return row
 
 
 @torch.no_grad()

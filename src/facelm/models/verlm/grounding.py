@@ -130,6 +130,13 @@ class NumberGuard:
                 return False
         return True
 
+    def may_end(self, text: str, allowed: frozenset[str]) -> bool:
+        """May the text stop here? Not while its last number is an unfinished prefix ("0.8" of
+        "0.85"): stopping (eos or the token cap) would leave a number that is not in the evidence."""
+        tail = re.search(r"[\d.]*$", text).group(0)              # the run `ok` treats as open
+        last = list(NUMBER.finditer(tail))[-1:]
+        return not last or tail[last[0].end():] not in ("", ".") or last[0].group(0) in allowed
+
     def choose(self, logits: Any, text: str, allowed: frozenset[str],
                prefixes: frozenset[str] | None = None) -> int:
         """The most probable token that `ok` admits (logits: (V,) tensor)."""
