@@ -21,6 +21,8 @@ from .. import __version__
 from . import chat, routes
 from .config import ServeConfig
 from .errors import install_handlers
+from .guard import HostCheck, quiet_query_strings
+from .intake import Intake
 from .pool import WorkerPool
 
 STATIC = Path(__file__).with_name("static")
@@ -45,6 +47,7 @@ def create_app(config: ServeConfig, *, warm: bool | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = app.state.pool
+        quiet_query_strings()  # here, not at import: uvicorn has configured its loggers by now
         try:
             await pool.start()
         except BaseException:
@@ -68,12 +71,15 @@ def create_app(config: ServeConfig, *, warm: bool | None = None) -> FastAPI:
                               "and an OpenAI-compatible chat endpoint. See docs/serve.md.")
     app.state.config = config
     app.state.pool = WorkerPool(config.workers, config.queue, model=config.model, warm=do_warm)
+    app.state.intake = Intake(config.readers, config.body_timeout)
     app.state.text_model = app.state.chat_model = None
     app.state.started = int(time.time())
     install_handlers(app)
     app.include_router(routes.router)
     app.include_router(chat.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Added before the headers middleware, so that one wraps it and refusals carry the headers too.
+    app.add_middleware(HostCheck, allowed=config.host_allowlist())
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:

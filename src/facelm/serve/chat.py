@@ -44,10 +44,10 @@ async def chat_completions(request: Request) -> JSONResponse:
     model = state.chat_model
     if model is None:
         raise engine.no_chat_model()
+    limit = base64_body_limit(cfg.max_images_per_chat, cfg.max_upload_bytes, TEXT_SLACK)
+    req = parse_json(await state.intake.read(read_body, request, limit))
+    images, prompt, gen = parse_request(req, cfg.max_upload_bytes, cfg.max_images_per_chat)
     async with state.pool.slot():
-        limit = base64_body_limit(cfg.max_images_per_chat, cfg.max_upload_bytes, TEXT_SLACK)
-        req = parse_json(await read_body(request, limit))
-        images, prompt, gen = parse_request(req, cfg.max_upload_bytes, cfg.max_images_per_chat)
         text = await state.pool.run(engine.chat, images, prompt, gen, cfg.max_pixels)
     return JSONResponse(completion(model, prompt, text))
 

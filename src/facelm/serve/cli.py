@@ -5,8 +5,8 @@ import argparse
 import sys
 from typing import Any
 
-from .config import (DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, TOKEN_ENV, ConfigError,
-                     ServeConfig, base_url, token_from_env)
+from .config import (ANY_HOST, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, LOOPBACK_NAMES,
+                     TOKEN_ENV, ConfigError, ServeConfig, base_url, token_from_env)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -30,6 +30,16 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="largest accepted photo in pixels (default %(default)d; JPEGs are reduced "
                         "on decode first)")
+    p.add_argument("--body-timeout", type=float, default=ServeConfig.body_timeout, metavar="S",
+                   help="seconds a client has to send a whole request body; slower gets 408 "
+                        "(default %(default)g)")
+    p.add_argument("--readers", type=int, default=ServeConfig.readers,
+                   help="request bodies received at once, before the queue; more get 503 "
+                        "(default %(default)d)")
+    p.add_argument("--allowed-hosts", metavar="NAMES", default="",
+                   help=f"comma-separated Host names to answer besides {', '.join(LOOPBACK_NAMES)}, "
+                        f"or '{ANY_HOST}' for any. Without a token only those loopback names are "
+                        f"accepted (a defence against DNS rebinding); with a token, any by default")
     p.add_argument("--no-warm", action="store_true",
                    help="do not load the face models at start-up (the first requests pay for it)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
@@ -40,7 +50,9 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(host=args.host, port=args.port, token=token_from_env(),
                        max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                        workers=args.workers, queue=args.queue, model=args.model,
-                       warm=not args.no_warm).validate()
+                       warm=not args.no_warm, body_timeout=args.body_timeout, readers=args.readers,
+                       allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
+                       ).validate()
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -56,7 +68,8 @@ def handler(args: argparse.Namespace) -> int:
     where = base_url(config.host, config.port) + "/"
     print(f"facelm serve: {where} (token {'required' if config.token else 'off'}; "
           f"{config.workers} workers, queue {config.queue})", file=sys.stderr, flush=True)
-    # access_log stays on: uvicorn logs method, path and status only, never bodies or file names.
+    # access_log stays on: method, path and status only, never bodies or file names; the app
+    # drops query strings from it (guard.NoQueryString), so a `?token=` never reaches the log.
     uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level,
                 server_header=False, timeout_graceful_shutdown=10)
     return 0

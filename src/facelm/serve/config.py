@@ -14,6 +14,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 TOKEN_ENV = "FACELM_TOKEN"
 # Tokens shorter than this are guessable by brute force over the network.
 MIN_TOKEN_LENGTH = 16
+# Host names a browser uses for this machine. A page on another site that re-points its own name
+# at 127.0.0.1 (DNS rebinding) sends its own name as Host, so only these are accepted by default.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+ANY_HOST = "*"
 
 
 class ConfigError(ValueError):
@@ -32,13 +36,30 @@ class ServeConfig:
     model: str | None = None              # FaceVLM spec for chat and for verify/describe text
     warm: bool = True                     # load and run the face models in every worker at start-up
     max_images_per_chat: int = 4
+    # Request bodies are received before admission, each within body_timeout seconds (else 408),
+    # at most `readers` at once (else 503): slow uploaders cannot hold the analysis queue.
+    body_timeout: float = 60.0
+    readers: int = 32
+    # Extra Host header names to accept; ("*",) turns the check off. Empty: the check is on only
+    # without a token, and accepts the loopback names (see host_allowlist).
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
 
+    def host_allowlist(self) -> frozenset[str] | None:
+        """Host names (no port) the server answers to, or None for any. With a token a rebound
+        page cannot authenticate, so the check is on by default only for the token-less server."""
+        if ANY_HOST in self.allowed_hosts or (self.token and not self.allowed_hosts):
+            return None
+        return frozenset(host_name(h) for h in (*LOOPBACK_NAMES, self.host, *self.allowed_hosts))
+
     def validate(self) -> "ServeConfig":
         """Raise ConfigError for unsafe or impossible settings; return self for chaining."""
+        if self.token is not None and not self.token.strip():
+            raise ConfigError(f"{TOKEN_ENV} is blank (only whitespace); set it to a secret of at "
+                              f"least {MIN_TOKEN_LENGTH} characters, or unset it")
         if not self.loopback and not self.token:
             raise ConfigError(
                 f"refusing to listen on {self.host} without a token: anyone who can reach it could "
@@ -54,6 +75,8 @@ class ServeConfig:
             raise ConfigError("--workers and --queue must be at least 1")
         if self.max_upload_bytes < 1024 or self.max_pixels < 4096:
             raise ConfigError("--max-upload-mb and --max-pixels are too small for any face photo")
+        if not self.body_timeout > 0 or self.readers < 1:
+            raise ConfigError("--body-timeout must be above 0 and --readers at least 1")
         return self
 
 
@@ -72,6 +95,20 @@ def base_url(host: str, port: int) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
+def host_name(value: str) -> str:
+    """A Host header value (or a configured name) without its port, lower case, IPv6 in brackets:
+    'LocalHost:8000' -> 'localhost', '[::1]:80' -> '[::1]', '::1' -> '[::1]'."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[:value.find("]") + 1] if "]" in value else value
+    if value.count(":") > 1:                 # a bare IPv6 address (only from configuration)
+        return f"[{value}]"
+    return value.partition(":")[0].rstrip(".")  # "localhost." is the same name
+
+
 def token_from_env() -> str | None:
-    """The token from FACELM_TOKEN; an empty value counts as unset."""
-    return os.environ.get(TOKEN_ENV) or None
+    """The token from FACELM_TOKEN without surrounding whitespace (a trailing newline from
+    `$(cat file)` would otherwise never match); an empty value counts as unset, a blank one is
+    kept so that validate() refuses it."""
+    value = os.environ.get(TOKEN_ENV)
+    return value.strip() if value else None

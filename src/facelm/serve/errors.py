@@ -67,6 +67,7 @@ def install_handlers(app: Any) -> None:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     def respond(err: APIError) -> JSONResponse:
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
@@ -88,6 +89,13 @@ def install_handlers(app: Any) -> None:
         return respond(APIError(exc.status_code, str(exc.detail), type="http_error", hint=hint,
                                 headers=dict(exc.headers or {})))
 
+    async def on_disconnect(request: Any, exc: ClientDisconnect) -> JSONResponse:
+        # An aborted upload is the client's choice, not a server fault: one line, no traceback.
+        # Nobody receives this response (uvicorn drops it, and logs no access line for it).
+        log.info("facelm serve: client disconnected before sending the whole request (%s %s)",
+                 request.method, request.url.path)
+        return respond(APIError(400, "the client disconnected", type="client_disconnected"))
+
     async def on_unexpected(request: Any, exc: Exception) -> JSONResponse:
         # The traceback goes to the server log (it holds no request body); the client gets no
         # internals, only what to do.
@@ -100,3 +108,4 @@ def install_handlers(app: Any) -> None:
     app.add_exception_handler(FaceLMError, on_facelm_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)

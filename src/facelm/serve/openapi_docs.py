@@ -34,12 +34,15 @@ def _error(description: str) -> dict[str, Any]:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("malformed body (bad JSON, bad multipart)"),
+    400: _error("malformed body (bad JSON of any depth, bad multipart), or a Host the server "
+                "does not answer to"),
     401: _error("missing or wrong token (only when the server has FACELM_TOKEN)"),
+    408: _error("the body did not arrive within the server's --body-timeout"),
     413: _error("an upload above the byte limit, or an image above the pixel limit"),
     415: _error("neither multipart/form-data nor application/json"),
     422: _error("not an image, truncated, no face found, or a bad field"),
-    503: _error("server busy: retry after the Retry-After header's seconds"),
+    503: _error("server busy (queue full or too many uploads being received): retry after "
+                "the Retry-After header's seconds"),
 }
 
 

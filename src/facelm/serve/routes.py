@@ -1,8 +1,8 @@
 """The API's routes: verify, describe, health and the aspect list.
 
-Order inside each handler: token (dependency) -> admission (503 when full) -> read the body with
-its limits -> work in a worker process. Admission comes before reading so an overloaded server
-does not buffer bodies it will refuse.
+Order inside each handler: token (dependency) -> receive the body with its limits and deadline
+(intake.py) -> admission (503 when full) -> work in a worker process. Receiving comes first so a
+slow uploader never holds one of the few analysis slots; receiving has its own bound instead.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def healthz(request: Request) -> JSONResponse:
     body = {"status": "ok" if state.pool.ready else "starting", "version": __version__,
             "auth_required": cfg.token is not None, "max_upload_bytes": cfg.max_upload_bytes,
             "max_pixels": cfg.max_pixels, "text_model": state.text_model,
-            "chat_model": state.chat_model, **state.pool.stats()}
+            "chat_model": state.chat_model, **state.pool.stats(), **state.intake.stats()}
     return JSONResponse(body, status_code=200 if state.pool.ready else 503)
 
 
@@ -48,10 +48,10 @@ async def verify(request: Request) -> JSONResponse:
     """The same JSON as `facelm verify --json`: verdict, scores, explanation, both analyses."""
     state = request.app.state
     cfg = state.config
+    form = await state.intake.read(read_images, request, ("image_a", "image_b"), cfg)
+    opts = engine.VerifyOptions(fast=_bool(form, "fast"), threshold=_float(form, "threshold"),
+                                seed=_int(form, "seed"))
     async with state.pool.slot():
-        form = await read_images(request, ("image_a", "image_b"), cfg)
-        opts = engine.VerifyOptions(fast=_bool(form, "fast"), threshold=_float(form, "threshold"),
-                                    seed=_int(form, "seed"))
         result = await state.pool.run(
             engine.verify, form.files["image_a"], form.names["image_a"], form.files["image_b"],
             form.names["image_b"], opts, cfg.max_pixels)
@@ -64,14 +64,15 @@ async def describe(request: Request) -> JSONResponse:
     """The same JSON as `facelm describe --json`: answers by aspect and the analysis."""
     state = request.app.state
     cfg = state.config
+    form = await state.intake.read(read_images, request, ("image",), cfg)
+    aspect = form.fields.get("aspect") or None
+    if aspect is not None and aspect not in ASPECTS:
+        raise APIError(422, f"unknown aspect {aspect!r}", item="aspect",
+                       hint=f"use one of {', '.join(ASPECTS)}, or leave it out for all eight")
+    seed = _int(form, "seed")
     async with state.pool.slot():
-        form = await read_images(request, ("image",), cfg)
-        aspect = form.fields.get("aspect") or None
-        if aspect is not None and aspect not in ASPECTS:
-            raise APIError(422, f"unknown aspect {aspect!r}", item="aspect",
-                           hint=f"use one of {', '.join(ASPECTS)}, or leave it out for all eight")
         result = await state.pool.run(engine.describe, form.files["image"], form.names["image"],
-                                      aspect, _int(form, "seed"), cfg.max_pixels)
+                                      aspect, seed, cfg.max_pixels)
     return JSONResponse(result)
 
 

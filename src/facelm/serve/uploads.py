@@ -21,6 +21,9 @@ MAX_FIELD_BYTES = 4096
 MAX_PARTS = 16
 # Room for the multipart boundaries, headers and the small fields around the files.
 BODY_SLACK = 64 * 1024
+# Requests nest a few levels (chat: messages -> content -> part -> image_url). Anything deeper is
+# refused, so that no later repr(), str() or walk of the value can exceed Python's recursion limit.
+MAX_JSON_DEPTH = 64
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+/-]*)(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
 _UNSAFE_NAME = re.compile(r"[^\w .()+,-]")
 
@@ -34,10 +37,12 @@ class Form:
 
 
 def too_large(what: str, limit: int) -> APIError:
+    # Connection: close, so the server stops receiving (and discarding) the rest of the body.
     return APIError(413, f"upload is larger than the {limit / 1e6:.3g} MB limit", item=what,
                     type="payload_too_large",
                     hint="send a smaller or more compressed photo (a face needs well under 1 MB), "
-                         "or restart the server with a larger --max-upload-mb")
+                         "or restart the server with a larger --max-upload-mb",
+                    headers={"Connection": "close"})
 
 
 def base64_body_limit(images: int, max_bytes: int, slack: int) -> int:
@@ -172,14 +177,34 @@ class _PartState:
 
 def parse_json(body: bytes) -> dict[str, Any]:
     """A JSON object body, or 400 saying what is wrong with it."""
+    hint = "send a JSON object, or multipart/form-data with image files"
     try:
-        obj = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise APIError(400, f"the body is not valid JSON ({exc})",
-                       hint="send a JSON object, or multipart/form-data with image files") from exc
+        obj = json.loads(body, parse_constant=_no_constant)
+    except RecursionError:  # e.g. 200,000 nested `[`: the parser recurses once per level
+        raise APIError(400, "the JSON body is nested too deeply", hint=hint) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over 4300 digits
+        raise APIError(400, f"the body is not valid JSON ({str(exc)[:200]})", hint=hint) from None
     if not isinstance(obj, dict):
         raise APIError(400, "the JSON body must be an object", hint="e.g. {\"image\": \"<base64>\"}")
+    if _depth(obj) > MAX_JSON_DEPTH:
+        raise APIError(400, f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep", hint=hint)
     return obj
+
+
+def _depth(obj: Any) -> int:
+    """Nesting depth of lists and dicts, without recursion (the input may be ~1000 deep)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON, and inf breaks int(seed) later.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def decode_base64_image(value: Any, item: str, limit: int) -> bytes:
