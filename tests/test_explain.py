@@ -90,6 +90,8 @@ def _allowed(*objs) -> set[str]:
 
     for o in objs:
         walk(o)
+    from facelm.faces.attr_heads import shipped   # gender hedges cite the heads' measured table
+    walk(shipped()[1]["gender_by_age_band"])
     return out
 
 
@@ -242,12 +244,17 @@ def test_face_numbers_are_rounded_measurements(faces):
             assert not stray, (key, aspect, stray, text)
 
 
-def test_demographics_states_measured_age_gender_and_no_ethnicity(faces):
+def test_demographics_states_measured_age_gender_and_race_with_its_confidence(faces, monkeypatch):
     a = faces["portrait"]
     text = describe_face(a, "demographics", seed=1)
     assert f"about {round(a.attributes.age)} years" in text
     assert re.search(rf"\b{a.attributes.gender}\b", text)
     assert pct(a.attributes.gender_confidence) in text
+    assert a.attributes.race in text and pct(a.attributes.race_confidence) in text
+    # without the race head (the old estimator) nothing is said about race
+    old = dataclasses.replace(a, attributes=dataclasses.replace(a.attributes, race=None,
+                                                                race_confidence=None, race_probs=None))
+    text = describe_face(old, "demographics", seed=1)
     assert "ethnicity" in text.lower() and "not" in text
     assert not re.search(r"\b(white|black|asian|indian|latino|caucasian)\b", text, re.I)
 

@@ -3,6 +3,7 @@ benchmark, and the runner end to end with the evidence model on real photos."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -136,12 +137,11 @@ def test_end_to_end_with_the_evidence_model(mcq_run: Path) -> None:
     res = json.loads((mcq_run / "results.json").read_text())
     o = res["overall"]
     assert o["questions"] == 18 and o["errors"] == 0
-    # race: no race classifier offline -> the evidence model declines, counted as unparsed
-    assert res["sub_tasks"]["race"]["unparsed"] == 3 and res["sub_tasks"]["race"]["correct"] == 0
-    assert res["sub_tasks"]["race"]["modes"] == {"loglik": 0, "generate": 3}
+    # race is read by the race head now: scored like every other measured kind
+    assert res["sub_tasks"]["race"]["unparsed"] == 0
+    assert res["sub_tasks"]["race"]["modes"] == {"loglik": 3, "generate": 0}
     # measured kinds are answered from measurements: well above chance on real photos
-    measured = [r for k, r in res["sub_tasks"].items() if k != "race"]
-    assert sum(r["correct"] for r in measured) >= 9
+    assert sum(r["correct"] for r in res["sub_tasks"].values()) >= 11
     assert res["sub_tasks"]["hr_fr"]["correct"] == 3
     md = (mcq_run / "report.md").read_text()
     assert "| Models | Overall | Bias & Fairness | Face Recognition |" in md
@@ -209,10 +209,14 @@ def test_missing_images_are_reported_per_question(data_dir: Path, tmp_path: Path
 
 def test_evidence_model_is_honest_and_answers_free_questions(portrait_path: Path, lfw_dir: Path) -> None:
     m = load_model("evidence")
+    tools = "Which tool should be used to find the person's name?\n(A) OCR\n(B) Search engine\n"
+    with pytest.raises(NotImplementedError, match="no measurement"):
+        m.score_choices([portrait_path], tools, ["OCR", "Search engine"])
+    assert "I cannot choose an option" in m.generate([portrait_path], tools)
     race = "What is the race?\n(A) White\n(B) Black\n(C) Asian\n(D) Indian\n"
-    with pytest.raises(NotImplementedError, match="race"):
-        m.score_choices([portrait_path], race, ["White", "Black", "Asian", "Indian"])
-    assert "no race classifier" in m.generate([portrait_path], race)
+    scores = m.score_choices([portrait_path], race, ["White", "Black", "Asian", "Indian"])
+    assert sum(math.exp(x) for x in scores) <= 1.0 + 1e-9 and max(scores) > math.log(0.25)
+    assert "[race:" in m.generate([portrait_path], race)
     assert "°" in m.generate([portrait_path], "Describe the pose of the face.")
     other = lfw_dir / "images" / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg"
     assert "same person" in m.generate([portrait_path, other], "Are these the same person?").lower()
@@ -265,7 +269,7 @@ def test_generation_and_loglik_agree_for_the_evidence_model(local_bench: Path, t
     ll = run_mcq(model, tasks, MCQConfig(bench="b", mode="loglik"), tmp_path / "l", progress=False)
     assert all(r["mode"] == "generate" for r in gen)
     assert [r["pred"] for r in gen] == [r["pred"] for r in ll]
-    assert sum(r["pred"] is not None for r in gen) == 15   # all but the 3 race questions
+    assert sum(r["pred"] is not None for r in gen) == 18   # every question, race included
 
 
 @pytest.mark.parametrize("question,options,expected", [

@@ -82,7 +82,10 @@ def test_pair_groups_labels_estimates_and_no_race() -> None:
     recs = [{"a": side("male", 30), "b": side("male", 35)}, {"a": side("male", 30), "b": side("female", 70)}]
     assert pair_groups(recs, "gender") == (["male", "mixed"], "estimated")
     assert pair_groups(recs, "age") == (["20-39", "mixed"], "estimated")
-    assert pair_groups(recs, "race") is None
+    assert pair_groups(recs, "race") is None            # the old estimator: no race estimate
+    raced = lambda r: {"attributes": {"gender": "male", "age": 30, "race": r}}  # noqa: E731
+    est = [{"a": raced("Black"), "b": raced("Black")}, {"a": raced("Black"), "b": raced("White")}]
+    assert pair_groups(est, "race") == (["Black", "mixed"], "estimated")
     labelled = [{**r, "race_a": "Black", "race_b": "Black", "gender": "F"} for r in recs]
     assert pair_groups(labelled, "race") == (["Black", "Black"], "labels")
     assert pair_groups(labelled, "gender") == (["female", "female"], "labels")
@@ -137,11 +140,14 @@ def test_eval_verify_end_to_end(tmp_path: Path, lfw_dir: Path, lfw_pairs: list[d
     assert len(v["protocol"]["fused"]["fold_accuracies"]) == 4
     # the failed same-person pair is a rejection: 6 of 7 matches ranked above every non-match
     assert v["protocol"]["fused"]["roc_auc"] == pytest.approx(6 / 7)
-    assert v["fairness"]["gender"]["source"] == "estimated" and "race" not in v["fairness"]
+    assert v["fairness"]["gender"]["source"] == "estimated"
+    # estimated race groups come with the race head's measured accuracy, in JSON and the report
+    assert v["fairness"]["race"]["source"] == "estimated" and "race head" in v["race_note"]
     a = res["attributes"]
     assert a["photos"] == 12 and set(a["by"]) >= {"gender", "race"}
+    assert 0 <= a["overall"]["race_accuracy"] <= 1
     md = (out / "report.md").read_text()
-    assert "ESTIMATED" in md and "mean ± std" in md
+    assert "ESTIMATED" in md and "mean ± std" in md and "race head" in md
 
 
 def test_eval_verify_input_errors(tmp_path: Path) -> None:

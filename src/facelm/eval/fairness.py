@@ -3,10 +3,10 @@
 Where the groups come from is part of every result (`source`):
 * "labels": a column of the input (pairs CSV: `gender`, `race`, `age`, or per photo `gender_a` /
   `gender_b`, ...; attribute CSV: `gender`, `race`, `age`);
-* "estimated": facelm's own age and gender models (only gender and age; a pair whose two photos
-  fall in different groups is "mixed"). Estimated groups are biased by the very models being
-  audited, so read them as a screening aid, not a measurement of fairness.
-Race is only ever grouped from labels: facelm ships no race classifier and does not guess one.
+* "estimated": facelm's own attribute estimates (gender, age, and race where the race head ran; a
+  pair whose two photos fall in different groups is "mixed"). Estimated groups are biased by the
+  very models being audited, so read them as a screening aid, not a measurement of fairness:
+  reports that use estimated race print the race head's measured per-group accuracy beside them.
 
 The gap is best minus worst over groups with at least `min_count` members ("mixed" and unknown
 groups are listed but never enter the gap).
@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..models.evidence_mcq import AGE_BINS, EXPRESSION_WORDS
+from ..models.evidence_mcq import AGE_BINS, EXPRESSION_WORDS, RACE_WORDS
 from ..teacher.labels import canonical_gender
 from .verification import roc_auc
 
@@ -43,6 +43,12 @@ def norm_gender(value: Any) -> str | None:
     return canonical_gender(value)
 
 
+def norm_race(value: Any) -> str | None:
+    """A race label in the race head's five UTKFace groups (FairFace's seven mapped onto them:
+    East and Southeast Asian -> Asian, Latino and Middle Eastern -> Others); None if unknown."""
+    return RACE_WORDS.get(str(value or "").strip().lower())
+
+
 def _label_group(value: Any, attribute: str) -> str | None:
     if value in (None, ""):
         return None
@@ -58,8 +64,10 @@ def _label_group(value: Any, attribute: str) -> str | None:
 
 def _estimated_group(side: Mapping[str, Any] | None, attribute: str) -> str | None:
     at = (side or {}).get("attributes")
-    if not at or attribute == "race":
+    if not at:
         return None
+    if attribute == "race":
+        return at.get("race")
     return age_band(float(at["age"])) if attribute == "age" else norm_gender(at["gender"])
 
 
@@ -78,8 +86,6 @@ def pair_groups(records: Sequence[Mapping[str, Any]], attribute: str) -> tuple[l
     col = attribute if attribute in keys else f"input_{attribute}" if f"input_{attribute}" in keys else None
     if col:
         return [_label_group(r.get(col), attribute) or "unknown" for r in records], "labels"
-    if attribute == "race":
-        return None
     groups = [_combine(_estimated_group(r.get("a"), attribute), _estimated_group(r.get("b"), attribute))
               for r in records]
     return (groups, "estimated") if any(g not in NOT_A_GROUP for g in groups) else None
@@ -106,15 +112,45 @@ def verification_by_group(groups: Sequence[str], labels: np.ndarray, predictions
         m = g == name
         ym, pm = y[m], p[m]
         neg, pos = int((ym == 0).sum()), int((ym == 1).sum())
+        fa, fr = int(pm[ym == 0].sum()), int((~pm[ym == 1]).sum())
         per[name] = {"pairs": int(m.sum()), "same": pos, "different": neg,
                      "accuracy": float(np.mean(pm == (ym == 1))),
-                     "far": float(pm[ym == 0].mean()) if neg else None,
-                     "frr": float((~pm[ym == 1]).mean()) if pos else None,
+                     "far": fa / neg if neg else None, "far_ci95": wilson(fa, neg) if neg else None,
+                     "frr": fr / pos if pos else None, "frr_ci95": wilson(fr, pos) if pos else None,
                      "roc_auc": roc_auc(s[m], ym) if neg and pos else None}
     gaps = [x for x in (_gap(per, "accuracy", min_count), _gap(per, "roc_auc", min_count),
                         _gap(per, "far", min_count, higher_is_better=False),
                         _gap(per, "frr", min_count, higher_is_better=False)) if x]
-    return {"groups": per, "gaps": gaps, "min_count": min_count}
+    return {"groups": per, "gaps": gaps, "min_count": min_count,
+            "far_ratio": far_ratio(g, y, p, per, min_count)}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """95 % Wilson score interval of a rate k/n (sound at k = 0, where FARs usually sit)."""
+    phat, d = k / n, 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / d
+    half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / d
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def far_ratio(g: np.ndarray, y: np.ndarray, p: np.ndarray, per: Mapping[str, Mapping[str, Any]],
+              min_count: int, reps: int = 2000, seed: int = 0) -> dict[str, Any] | None:
+    """Worst / best group FAR (groups with >= min_count different-person pairs), with a 95 %
+    interval from resampling each group's different-person pairs; None with < 2 such groups.
+    A best FAR of 0 makes the ratio unbounded: reported as None with the counts."""
+    vals = {k: v["far"] for k, v in per.items() if k not in NOT_A_GROUP and v["different"] >= min_count}
+    if len(vals) < 2:
+        return None
+    worst, best = max(vals, key=lambda k: (vals[k], k)), min(vals, key=lambda k: (vals[k], k))
+    out = {"worst": worst, "best": best, "ratio": vals[worst] / vals[best] if vals[best] else None}
+    rng = np.random.default_rng(seed)
+    neg = {k: p[(g == k) & (y == 0)] for k in (worst, best)}
+    draws = {k: rng.choice(v, (reps, len(v))).mean(1) for k, v in neg.items()}
+    ok = draws[best] > 0
+    ratios = draws[worst][ok] / draws[best][ok]
+    out["ratio_ci95"] = ([float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
+                         if ok.mean() >= 0.975 else None)  # too many resamples with best FAR 0
+    return out
 
 
 def _photo_row_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -128,6 +164,9 @@ def _photo_row_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["age_mae"] = float(np.mean([abs(a - b) for a, b in ages])) if ages else None
     out["age_group_accuracy"] = (float(np.mean([age_group_index(a) == age_group_index(b) for a, b in ages]))
                                  if ages else None)
+    races = [(norm_race(r["label"].get("race")), r["est"].get("race")) for r in rows
+             if norm_race(r["label"].get("race")) and r["est"].get("race")]
+    out["race_accuracy"] = float(np.mean([a == b for a, b in races])) if races else None
     ex = [(EXPRESSION_WORDS.get(str(r["label"].get("expression", "")).lower()), r["est"]["expression"])
           for r in rows if str(r["label"].get("expression", "")).lower() in EXPRESSION_WORDS]
     ex = [(a, b) for a, b in ex if a is not None]  # "contempt" has no class in the model
@@ -136,7 +175,7 @@ def _photo_row_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 METRICS = (("gender_accuracy", True), ("age_group_accuracy", True), ("age_mae", False),
-           ("expression_accuracy", True))
+           ("race_accuracy", True), ("expression_accuracy", True))
 
 
 def attributes_by_group(rows: Iterable[Mapping[str, Any]], min_count: int = 20) -> dict[str, Any]:

@@ -43,6 +43,21 @@ def _gaps_md(gaps: list[dict[str, Any]]) -> list[str]:
         f"{g['metric']} {g['gap']:.4f} ({g['best']} vs {g['worst']})" for g in gaps) + "."]
 
 
+def _rate(r: dict[str, Any], key: str) -> str:
+    ci = r.get(f"{key}_ci95")
+    return _f(r[key]) + (f" ({ci[0]:.4f}–{ci[1]:.4f})" if ci else "")
+
+
+def _ratio_md(r: dict[str, Any] | None) -> list[str]:
+    if not r:
+        return []
+    if r["ratio"] is None:
+        return ["", f"FAR ratio worst/best: unbounded ({r['best']} has no false accept; {r['worst']} worst)."]
+    ci = r.get("ratio_ci95")
+    span = f" (95 % interval {ci[0]:.2f}–{ci[1]:.2f})" if ci else " (interval unbounded: the best group's FAR is often 0 in resamples)"
+    return ["", f"FAR ratio worst/best: {r['ratio']:.2f}× ({r['worst']} vs {r['best']}){span}."]
+
+
 def _fairness_md(v: dict[str, Any]) -> list[str]:
     lines = ["## Verification by demographic group", "",
              "Accuracy, FAR and FRR at each pair's held-out-fold threshold (fused score); ROC AUC "
@@ -50,13 +65,13 @@ def _fairness_md(v: dict[str, Any]) -> list[str]:
              "listed but not compared."]
     for attribute, fr in v["fairness"].items():
         src = ("from the CSV's labels" if fr["source"] == "labels" else
-               "ESTIMATED by facelm's own age/gender models, not ground truth")
+               "ESTIMATED by facelm's own attribute heads, not ground truth")
         lines += ["", f"### {attribute} (groups {src})", ""]
         lines.append(markdown_table(
-            ["group", "pairs", "same", "different", "accuracy", "FAR", "FRR", "ROC AUC"],
-            [[g, r["pairs"], r["same"], r["different"], _f(r["accuracy"]), _f(r["far"]), _f(r["frr"]),
-              _f(r["roc_auc"])] for g, r in fr["groups"].items()]))
-        lines += _gaps_md(fr["gaps"])
+            ["group", "pairs", "same", "different", "accuracy", "FAR (95 % CI)", "FRR (95 % CI)", "ROC AUC"],
+            [[g, r["pairs"], r["same"], r["different"], _f(r["accuracy"]), _rate(r, "far"),
+              _rate(r, "frr"), _f(r["roc_auc"])] for g, r in fr["groups"].items()]))
+        lines += _gaps_md(fr["gaps"]) + _ratio_md(fr.get("far_ratio"))
     if v.get("race_note"):
         lines += ["", f"Race: {v['race_note']}."]
     return lines
@@ -70,18 +85,18 @@ def _attributes_md(a: dict[str, Any]) -> list[str]:
              "models. Age-group accuracy uses FaceXBench's nine groups (0-2, 3-9, 10-19, ..., 70+); "
              "groups below use coarse bands (0-19, 20-39, 40-59, 60+).", "",
              f"Overall: gender accuracy {_f(o['gender_accuracy'])}, age MAE {_f(o['age_mae'], 2)} years, "
-             f"age-group accuracy {_f(o['age_group_accuracy'])}, expression accuracy "
-             f"{_f(o['expression_accuracy'])}."]
+             f"age-group accuracy {_f(o['age_group_accuracy'])}, race accuracy "
+             f"{_f(o.get('race_accuracy'))}, expression accuracy {_f(o['expression_accuracy'])}."]
     for attribute, block in a["by"].items():
         lines += ["", f"### by {attribute} (labels)", ""]
         lines.append(markdown_table(
             ["group", "photos", "gender accuracy", "age MAE (years)", "age-group accuracy",
-             "expression accuracy"],
+             "race accuracy", "expression accuracy"],
             [[g, r["photos"], _f(r["gender_accuracy"]), _f(r["age_mae"], 2), _f(r["age_group_accuracy"]),
-              _f(r["expression_accuracy"])] for g, r in block["groups"].items()]))
+              _f(r.get("race_accuracy")), _f(r["expression_accuracy"])] for g, r in block["groups"].items()]))
         lines += _gaps_md(block["gaps"])
     if "race" not in a["by"]:
-        lines += ["", "No race breakdown: the labels have no race column (facelm has no race classifier)."]
+        lines += ["", "No race breakdown: the labels have no race column."]
     return lines
 
 

@@ -36,6 +36,40 @@ def face_key(a: FaceAnalysis) -> tuple:
             round(a.pose.yaw), a.attributes is not None)
 
 
+def _gender_sentence(a: FaceAnalysis, rng: random.Random) -> str:
+    at = a.attributes
+    if at.gender_confidence < E.LOW_GENDER_CONFIDENCE:
+        out = pick(rng, ("The gender classifier leans {g} at only {c}, too low to rely on.",
+                         "Gender is uncertain: the classifier gives {g} just {c}."),
+                   g=at.gender, c=pct(at.gender_confidence))
+    else:
+        out = pick(rng, ("The gender classifier says {g} ({c} confidence).",
+                         "Predicted gender: {g}, with {c} confidence."),
+                   g=at.gender, c=pct(at.gender_confidence))
+    if E.gender_unreliable(a):
+        out += " " + pick(rng, ("For faces of this estimated age it is right only {acc} of the time on "
+                                "held-out photos, so treat it as a guess.",
+                                "At this estimated age its measured accuracy is just {acc}, so it is "
+                                "a weak reading."), acc=pct(E.gender_band_accuracy(a)))
+    return out
+
+
+def _race_sentence(a: FaceAnalysis, rng: random.Random) -> str | None:
+    """The race head's reading, always with its confidence and as an audit aid, never identity."""
+    at = a.attributes
+    if at.race is None:
+        return None
+    if at.race_confidence < E.LOW_RACE_CONFIDENCE:
+        return pick(rng, ("The race estimate (UTKFace's five groups) is unsure: its top group, {r}, "
+                          "gets only {c}, so none is stated as a reading.",
+                          "No race group is clear: the estimate's best, {r}, reaches just {c}."),
+                    r=at.race, c=pct(at.race_confidence))
+    return pick(rng, ("The race estimate (UTKFace's five groups, for audits) reads {r} at {c}; it "
+                      "describes appearance, not identity.",
+                      "Estimated race group: {r} ({c}), an audit aid that says nothing about "
+                      "identity."), r=at.race, c=pct(at.race_confidence))
+
+
 def _demographics(a: FaceAnalysis, rng: random.Random) -> str:
     at = a.attributes
     ethnicity = pick(rng, ("Ethnicity is not estimated by facelm, so none is stated.",
@@ -62,14 +96,8 @@ def _demographics(a: FaceAnalysis, rng: random.Random) -> str:
                                   "number loosely."))
     elif caveat == "wide":
         age_s += " The range is wide, so the model is unsure of the age."
-    if at.gender_confidence < E.LOW_GENDER_CONFIDENCE:
-        gender_s = pick(rng, ("The gender classifier leans {g} at only {c}, too low to rely on.",
-                              "Gender is uncertain: the classifier gives {g} just {c}."),
-                        g=at.gender, c=pct(at.gender_confidence))
-    else:
-        gender_s = pick(rng, ("The gender classifier says {g} ({c} confidence).",
-                              "Predicted gender: {g}, with {c} confidence."),
-                        g=at.gender, c=pct(at.gender_confidence))
+    gender_s = _gender_sentence(a, rng)
+    ethnicity = _race_sentence(a, rng) or ethnicity
     return sentences(age_s, gender_s, ethnicity,
                      attribute_hedge(a, rng, "the age and gender estimates"))
 
@@ -95,7 +123,10 @@ def _facial_structure(a: FaceAnalysis, rng: random.Random) -> str:
     ratios = (f"face width {ratio(g.face_width)}×, nose-bridge-to-chin height "
               f"{ratio(g.face_height)}×, jaw width {ratio(g.jaw_width)}×, nose length "
               f"{ratio(g.nose_length)}× and mouth width {ratio(g.mouth_width)}×.")
-    if not E.near_frontal(a):
+    if a.pose.image_rotation:  # landmarks fitted to a face on its side: no yaw/pitch to state
+        compare = ("The face lies on its side in the image, so the landmarks, and these ratios, "
+                   "are not reliable and are not compared with typical values.")
+    elif not E.near_frontal(a):
         compare = pick(rng, ("The head is not near-frontal (yaw {y}, pitch {p}), which foreshortens "
                              "these ratios, so they are not compared with frontal norms.",
                              "Because the face is turned (yaw {y}, pitch {p}), the ratios are "
@@ -190,6 +221,10 @@ def _lighting_quality(a: FaceAnalysis, rng: random.Random) -> str:
 
 def _pose(a: FaceAnalysis, rng: random.Random) -> str:
     p = a.pose
+    if a.pose.image_rotation:  # yaw and pitch were fitted as if the face were upright: unsaid
+        return sentences(capitalise(flag_clauses(a, ["rotated"], rng)[0]) + ".",
+                         "Rotate the photo upright: every model here expects an upright face, and "
+                         "yaw and pitch cannot be measured until then.")
     if not E.pose_reliable(a):
         return sentences(capitalise(flag_clauses(a, ["pose_unreliable"], rng)[0]) + ".",
                          f"Taken at face value it would be yaw {signed_deg(p.yaw)}, "
@@ -198,7 +233,7 @@ def _pose(a: FaceAnalysis, rng: random.Random) -> str:
     lead = "The face is near-frontal: " if frontal else "Head pose: "
     body = pick(rng, ("{y}, {p} and {r}.", "the face is {y}, {p}, and {r}."),
                 y=yaw_phrase(p.yaw), p=pitch_phrase(p.pitch), r=roll_phrase(p.roll))
-    flags = [f for f in E.quality_flags(a) if f in ("strong_yaw", "strong_pitch")]
+    flags = [f for f in E.quality_flags(a) if f in ("rotated", "strong_yaw", "strong_pitch")]
     hedge = ""
     if flags:
         hedge = capitalise(join_list(flag_clauses(a, flags, rng))) + (

@@ -43,6 +43,10 @@ NEAR_FRONTAL_PITCH_DEG = 15.0
 # A photo of an upright person cannot have its head rolled past 90 degrees; the PnP pose solver
 # sometimes returns such a mirrored solution for turned faces, and then its angles are not trusted.
 IMPLAUSIBLE_ROLL_DEG = 90.0
+# A face rolled past this in the image lies on its side: most often a photo that lost its EXIF
+# orientation (faces/orientation.py finds those). Landmarks and identity models expect upright
+# faces: a 90-degree turn drops the same person's LFW score from ~1.0 to ~0.72, below the threshold.
+ROTATED_ROLL_DEG = 45.0
 FRONTAL_YAW_DEG = 10.0
 
 # Attributes. Below 0.7 the gender classifier is close to a coin toss for this face.
@@ -69,7 +73,13 @@ GEOMETRY_NAMES = {
 
 
 def pose_reliable(a: FaceAnalysis) -> bool:
-    return abs(a.pose.roll) <= IMPLAUSIBLE_ROLL_DEG
+    # yaw and pitch of a face turned in the image were fitted as if it were upright
+    return abs(a.pose.roll) <= IMPLAUSIBLE_ROLL_DEG and not a.pose.image_rotation
+
+
+def rotated(a: FaceAnalysis) -> bool:
+    """The face is turned in the image (found by re-detection, or a measured roll past 45)."""
+    return bool(a.pose.image_rotation) or ROTATED_ROLL_DEG < abs(a.pose.roll) <= IMPLAUSIBLE_ROLL_DEG
 
 
 def near_frontal(a: FaceAnalysis) -> bool:
@@ -91,8 +101,11 @@ def quality_flags(a: FaceAnalysis) -> list[str]:
         flags.append("overexposed")
     if q.contrast < LOW_CONTRAST:
         flags.append("low_contrast")
+    if rotated(a):  # first among the pose flags: it is the one a user can fix (rotate the photo)
+        flags.append("rotated")
     if not pose_reliable(a):
-        flags.append("pose_unreliable")
+        if not a.pose.image_rotation:
+            flags.append("pose_unreliable")
     else:
         if abs(p.yaw) > STRONG_YAW_DEG:
             flags.append("strong_yaw")
@@ -103,7 +116,7 @@ def quality_flags(a: FaceAnalysis) -> list[str]:
 
 # Flags that make attribute estimates (age, gender, expression) less trustworthy.
 ATTRIBUTE_HEDGE_FLAGS = ("low_resolution", "blurred", "underexposed", "overexposed",
-                         "strong_yaw", "strong_pitch", "pose_unreliable")
+                         "strong_yaw", "strong_pitch", "pose_unreliable", "rotated")
 
 
 def sharpness_level(s: float) -> str:
@@ -126,6 +139,33 @@ def brightness_level(b: float) -> str:
     if b <= BRIGHT_BRIGHTNESS:
         return "bright"
     return "very bright"
+
+
+# A gender estimate is hedged when the heads' measured accuracy for the face's estimated age band
+# (the model card stored with the weights, utkface-dev) is below this.
+GENDER_BAND_MIN = 0.90
+# Below this the race head's top group is not stated as a reading at all.
+LOW_RACE_CONFIDENCE = 0.60
+
+
+def gender_band_accuracy(a: FaceAnalysis) -> float | None:
+    """Measured gender accuracy of the attribute heads for faces of this estimated age (None when
+    the heads did not run: the dlib-v1 estimator has no such table)."""
+    at = a.attributes
+    if at is None or at.race is None:
+        return None
+    from ..faces.attr_heads import shipped
+    bands = shipped()[1]["gender_by_age_band"]
+    for name, acc in bands.items():
+        lo, _, hi = name.partition("-")
+        if float(at.age) >= float(lo.rstrip("+")) and (not hi or float(at.age) < float(hi) + 1):
+            return float(acc)
+    return None
+
+
+def gender_unreliable(a: FaceAnalysis) -> bool:
+    acc = gender_band_accuracy(a)
+    return acc is not None and acc < GENDER_BAND_MIN
 
 
 def age_caveat(a: FaceAnalysis) -> str | None:

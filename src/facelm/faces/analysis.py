@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import FaceLMError, ItemError, NoFaceError
 from ..imageio import DEFAULT_MAX_PIXELS, ImageInput, describe_source, load_rgb
 from . import attributes as attrs
-from . import identity, landmarks, models, pose, quality
+from . import identity, landmarks, models, orientation, quality
 from .detect import choose_face, detect_faces
 from .types import Detection, FaceAnalysis
 
@@ -52,14 +52,15 @@ def analyze_face(rgb: np.ndarray, det: Detection, *, faces_found: int = 1, item:
     shape5 = models.dlib5()(rgb, rect)
     left, right = landmarks.eye_centres(pts68)
     used = {name: models.model_label(name) for name in ("yunet", "dlib68", "dlib5", "sface", "dlib_resnet")}
+    embeddings = {"sface": identity.sface_embedding(rgb, det, item),
+                  "dlib": identity.dlib_embedding(rgb, shape5, item)}
     return FaceAnalysis(
         source=item, image_size=size, faces_found=faces_found, detection=det, landmarks68=pts68,
-        pose=pose.head_pose(pts68, size),
+        pose=orientation.image_pose(rgb, det, pts68, size),
         quality=quality.measure(rgb, det, float(np.linalg.norm(right - left))),
         geometry=landmarks.geometry(pts68),
-        attributes=None if fast else attrs.attributes(rgb, det, shape5),
-        embeddings={"sface": identity.sface_embedding(rgb, det),
-                    "dlib": identity.dlib_embedding(rgb, shape5)},
+        attributes=None if fast else attrs.attributes(rgb, det, shape5, embeddings),
+        embeddings=embeddings,
         models=_provenance(used, fast),
     )
 
@@ -74,7 +75,12 @@ def _provenance(used: dict[str, str], fast: bool) -> dict[str, str]:
         "embeddings.dlib": f"{used['dlib_resnet']} with {used['dlib5']}",
     }
     if not fast:
-        out["attributes.age"] = models.model_label("age")
-        out["attributes.gender"] = models.model_label("gender")
+        if attrs.estimator() == "dlib-v1":
+            out["attributes.age"] = models.model_label("age")
+            out["attributes.gender"] = models.model_label("gender")
+        else:
+            heads = (f"facelm attribute heads v1 (utkface-train) on {models.model_label('age')}, "
+                     f"{models.model_label('gender')} and both embeddings")
+            out["attributes.age"] = out["attributes.gender"] = out["attributes.race"] = heads
         out["attributes.expression"] = models.model_label("expression")
     return out

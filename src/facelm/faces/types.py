@@ -8,6 +8,7 @@ Conventions (all in the image as displayed, after EXIF rotation):
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,10 @@ class Pose:
     yaw: float
     pitch: float
     roll: float
+    # 90, 180 or 270 when the face lies turned clockwise in the image (a photo that lost its EXIF
+    # orientation; see faces/orientation.py): roll is then measured in the image, and yaw and
+    # pitch, fitted as if the face were upright, are not to be trusted.
+    image_rotation: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,10 @@ class Attributes:
     gender_confidence: float           # probability of the stated gender
     expression: str                    # most probable of EXPRESSIONS
     expression_probs: dict[str, float]
+    # UTKFace's five groups, for audits only (None when the estimator makes no race estimate)
+    race: str | None = None
+    race_confidence: float | None = None
+    race_probs: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,9 +113,10 @@ class FaceAnalysis:
 
 
 def _round(obj: Any, ndigits: int = 4) -> Any:
-    """Round floats so JSON stays readable; 4 decimals is far below any model's precision."""
+    """Round floats so JSON stays readable; 4 decimals is far below any model's precision.
+    A non-finite value becomes None: `NaN` is not JSON, and strict parsers refuse the document."""
     if isinstance(obj, float):
-        return round(obj, ndigits)
+        return round(obj, ndigits) if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: _round(v, ndigits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -3,10 +3,10 @@
 * Free questions: one photo -> the per-aspect description the question asks for (facelm.explain);
   two photos -> the verification verdict with its concise or detailed explanation.
 * Multiple choice (a prompt listing "(A) ..." options, as FaceXBench writes them): each option is
-  scored against the measured analysis (age bins, gender, expression, same person via compare);
-  `generate` answers with the best option's letter and the measurement behind it.
-* Honest where nothing was measured: race (no race classifier ships offline), tool use and any
-  unrecognised question get a plain "cannot answer" with no option letter, and `score_choices`
+  scored against the measured analysis (age bins, gender, race, expression, same person via
+  compare); `generate` answers with the best option's letter and the measurement behind it.
+* Honest where nothing was measured: tool use, race without the race head (FACELM_ATTRIBUTES=
+  dlib-v1) and any unrecognised question get a plain "cannot answer" with no option letter, and `score_choices`
   raises NotImplementedError so a benchmark runner falls back to generation and counts it unparsed.
 
     from facelm.models import load_model
@@ -99,7 +99,7 @@ class EvidenceVLM(FaceVLM):
     def score_choices(self, images: Sequence[ImageInput], prompt: str,
                       choices: Sequence[str]) -> list[float]:
         """Log-probability of each option under the measurements; NotImplementedError where
-        nothing measured answers the question (race, tools, unrecognised kinds)."""
+        nothing measured answers the question (tools, unrecognised kinds)."""
         parsed = parse_mcq(prompt)
         question = parsed[0] if parsed else prompt.strip().splitlines()[-1]
         faces = [self.analyse(im) for im in images]

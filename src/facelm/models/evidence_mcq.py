@@ -2,8 +2,9 @@
 
 Each recognised question kind turns the analyses of the question's photos into a probability per
 option (age bins from the age model's distribution, gender from its confidence, expression from the
-7-class distribution, identity from calibrated P(same) per pair). Kinds with no measurement behind
-them (race, tools, anything unrecognised) raise `Unanswerable`: the evidence model does not guess.
+7-class distribution, race from the race head's, identity from calibrated P(same) per pair). Kinds
+with no measurement behind them (tools, anything unrecognised; race where no race head ran) raise
+`Unanswerable`: the evidence model does not guess.
 """
 from __future__ import annotations
 
@@ -31,8 +32,11 @@ EXPRESSION_WORDS = {
     "fear": "fear", "fearful": "fear", "scared": "fear", "neutral": "neutral", "calm": "neutral",
     "contempt": None,
 }
-RACE_WORDS = {"white", "black", "asian", "indian", "others", "other", "east asian", "latino",
-              "southeast asian", "middle eastern", "latino_hispanic", "hispanic", "caucasian"}
+# FairFace's seven groups and common synonyms -> the race head's five UTKFace groups.
+RACE_WORDS = {"white": "White", "caucasian": "White", "black": "Black", "asian": "Asian",
+              "east asian": "Asian", "southeast asian": "Asian", "indian": "Indian",
+              "others": "Others", "other": "Others", "latino": "Others", "latino_hispanic": "Others",
+              "hispanic": "Others", "middle eastern": "Others"}
 
 
 class Unanswerable(Exception):
@@ -92,6 +96,14 @@ def _gender(faces: Sequence[FaceAnalysis], q: str, options: Sequence[str]) -> li
     p_male = at.gender_confidence if at.gender == "male" else 1 - at.gender_confidence
     probs = {"male": p_male, "female": 1 - p_male}
     return [probs[GENDER_WORDS[_norm(o)]] if _norm(o) in GENDER_WORDS else EPS for o in options]
+
+
+def _race(faces: Sequence[FaceAnalysis], q: str, options: Sequence[str]) -> list[float]:
+    """The head's group probability, shared equally by options that map to one group (FairFace's
+    East and Southeast Asian both read the head's "Asian")."""
+    probs = faces[0].attributes.race_probs or {}
+    groups = [RACE_WORDS.get(_norm(o)) for o in options]
+    return [probs.get(g, 0.0) / groups.count(g) if g else EPS for g in groups]
 
 
 def _expression(faces: Sequence[FaceAnalysis], q: str, options: Sequence[str]) -> list[float]:
@@ -253,9 +265,11 @@ def option_probabilities(faces: Sequence[FaceAnalysis], question: str, options: 
     """(kind, probability per option) for a recognised question; raises Unanswerable otherwise."""
     q = question.lower()
     n = len(faces)
-    if _all_in(options, RACE_WORDS):
-        raise Unanswerable("race: no race classifier ships offline, so there is no measurement")
     needs_attrs = n >= 1 and all(f.attributes is not None for f in faces)
+    if _all_in(options, RACE_WORDS):
+        if n != 1 or not needs_attrs or faces[0].attributes.race_probs is None:
+            raise Unanswerable("race: only the heads-v1 attribute estimator reads race, for one face")
+        return "race", _race(faces, q, options)
     if n == 1 and needs_attrs:
         if _all_in(options, GENDER_WORDS):
             return "gender", _gender(faces, q, options)

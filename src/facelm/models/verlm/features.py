@@ -50,7 +50,9 @@ def _image_key(image: Any) -> str | None:
         raw = image.tobytes() + str(image.shape).encode()
     else:
         return None
-    return hashlib.sha1(raw).hexdigest()
+    # the attribute estimator changes the cached analysis: never serve one estimator's to another
+    from ...faces.attributes import estimator
+    return hashlib.sha1(raw + estimator().encode()).hexdigest()
 
 
 def analyse_image(image: Any, name: str | None = None) -> dict[str, Any]:
