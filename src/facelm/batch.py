@@ -3,20 +3,28 @@
 Output is JSONL, one record per input row in input order, each with `index` (the 0-based data row).
 Records are appended and fsync'd in small batches; a killed run leaves at most one partial last line,
 which the next run with the same --out removes before it continues after the last finished pair.
+
+An existing --out is read first, in one pass and keys only (facelm.jsonl): it must be a facelm result
+file, one record per index, each index a row of the CSV; anything else is refused and left unchanged.
+The run holds the output's lock (facelm.outlock) from that check to the last write, so a second run
+on the same --out is refused instead of writing every pair again. --retry-failed first removes the
+error records (the file is rewritten through a renamed temporary file), then computes those rows
+again; they are appended at the end, so a resumed or retried file may not be in index order.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .csvio import read_csv
-from .errors import FaceLMError, InputFormatError
+from .csvio import read_csv_lines
+from .errors import InputFormatError
+from .jsonl import JsonlScan, check_writable_file, dumps_line, rewrite_without
+from .outlock import output_lock
+from .workers import process_pool
 
 REQUIRED = ("file_a", "file_b")
 # Keys of a result record; carried-through CSV columns with these names become input_<name>, in
@@ -35,6 +43,7 @@ class BatchConfig:
     fast: bool = False
     seed: int = 0
     threshold: float | None = None  # None: the calibrated one
+    retry_failed: bool = False      # recompute rows whose earlier record has `error`
 
 
 @dataclass(frozen=True)
@@ -45,22 +54,42 @@ class BatchSummary:
     failed: int       # of those, records with `error`
 
 
+class _Row(dict):
+    """A CSV row (its columns) that also knows the line it starts on, for error messages."""
+    line: int = 0
+
+
 def read_pairs_csv(path: Path) -> list[dict[str, str]]:
-    return read_csv(path, REQUIRED, hint="the CSV needs a header with file_a,file_b "
-                    "(other columns are kept)")[1]
+    _, rows, lines = read_csv_lines(path, REQUIRED, hint="the CSV needs a header with "
+                                    "file_a,file_b (other columns are kept)")
+    out = []
+    for row, line in zip(rows, lines):
+        out.append(_Row(row))
+        out[-1].line = line
+    return out
 
 
-def finished_indices(out: Path) -> set[int]:
-    """Indices already written; drops a partial last line left by a killed run."""
-    from .data.store import repair
-    done = set()
-    for n, rec in enumerate(repair(out), 1):
-        try:
-            done.add(int(rec["index"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputFormatError(f"line {n} is not a facelm result ({exc})", item=str(out),
-                                   hint="use a new --out file, or remove that line") from exc
-    return done
+def scan_output(out: Path, n_rows: int) -> tuple[set[int], dict[int, int]]:
+    """(indices already in `out`, index -> line of each error record), in one pass that keeps
+    keys only; then a killed run's partial last line is cut. Raises InputFormatError, leaving the
+    file unchanged, unless every line is a facelm result with a distinct index < n_rows."""
+    scan = JsonlScan(out, "index", "verify --pairs result")
+    done: set[int] = set()
+    errors: dict[int, int] = {}
+    for n, i, failed in scan.keys("error"):
+        if type(i) is not int or not 0 <= i < n_rows:
+            raise InputFormatError(
+                f"line {n}: index {i!r} is not a data row of the pairs CSV (0 to {n_rows - 1}); "
+                "the file was left unchanged", item=str(out),
+                hint="this output was made from another CSV: use a new --out")
+        if i in done:  # never written twice by facelm: --retry-failed removes the old line first
+            raise InputFormatError(f"line {n} repeats index {i}; the file was left unchanged",
+                                   item=str(out), hint="keep one line per index, or use a new --out")
+        done.add(i)
+        if failed:
+            errors[i] = n
+    scan.cut_tail()
+    return done, errors
 
 
 def _resolve(value: str, root: Path | None) -> str:
@@ -83,7 +112,7 @@ def _record(i: int, row: dict[str, str], paths: tuple[str | None, ...], results:
     from .api import compare
     rec: dict[str, Any] = {"index": i}
     if None in paths:
-        rec["error"] = f"row {i + 2}: empty file_a or file_b"
+        rec["error"] = f"line {getattr(row, 'line', i + 2)} of the CSV: empty file_a or file_b"
     elif errors := [str(results[p]) for p in paths if isinstance(results[p], Exception)]:
         rec["error"] = "; ".join(errors)
     else:
@@ -96,13 +125,25 @@ def _record(i: int, row: dict[str, str], paths: tuple[str | None, ...], results:
 
 def run(cfg: BatchConfig, progress: bool = True) -> BatchSummary:
     rows = read_pairs_csv(cfg.pairs)
-    done = finished_indices(cfg.out)
-    todo = [i for i in range(len(rows)) if i not in done]
+    check_writable_file(cfg.out)
+    with output_lock(cfg.out):
+        done, errors = scan_output(cfg.out, len(rows))
+        if cfg.retry_failed and errors:
+            rewrite_without(cfg.out, set(errors.values()))
+            done -= errors.keys()
+        todo = [i for i in range(len(rows)) if i not in done]
+        written, failed = _append(cfg, rows, todo, progress)
+    return BatchSummary(total=len(rows), skipped=len(done), done=written, failed=failed)
+
+
+def _append(cfg: BatchConfig, rows: list[dict], todo: list[int], progress: bool) -> tuple[int, int]:
+    """Compute and append the `todo` rows' records; (written, failed)."""
     written = failed = 0
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    if not todo:
+        return written, failed
     with open(cfg.out, "a", encoding="utf-8") as out, _progress(len(todo), progress) as bar:
         for rec in _ordered_records(rows, todo, cfg):
-            out.write(json.dumps(rec) + "\n")
+            out.write(dumps_line(rec))
             written += 1
             failed += "error" in rec
             bar.update(1)
@@ -111,7 +152,7 @@ def run(cfg: BatchConfig, progress: bool = True) -> BatchSummary:
                 os.fsync(out.fileno())
         out.flush()
         os.fsync(out.fileno())
-    return BatchSummary(total=len(rows), skipped=len(done), done=written, failed=failed)
+    return written, failed
 
 
 def _ordered_records(rows: list[dict], todo: list[int], cfg: BatchConfig) -> Iterator[dict]:
@@ -121,7 +162,7 @@ def _ordered_records(rows: list[dict], todo: list[int], cfg: BatchConfig) -> Ite
     results: dict[str, Any] = {}
     nxt = 0
     jobs = [(p, cfg.fast) for p in uses]
-    with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
+    with process_pool(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
         mapper = pool.map(_analyse_one, jobs, chunksize=4) if pool else map(_analyse_one, jobs)
         for path, res in mapper:
             results[path] = res

@@ -34,6 +34,8 @@ def _add_verify(sub: Any) -> None:
     p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to")
     p.add_argument("--out", type=Path, help="JSONL results (re-running resumes)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="compute again the rows whose record in --out has an 'error'")
     p.add_argument("--model", metavar="CKPT", help="write the explanation with a trained model "
                    "(a VerLM checkpoint folder or any `load_model` spec); the verdict stays the "
                    "calibrated score's")
@@ -83,6 +85,9 @@ def add_group(sub: Any, module: str) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.threshold is not None:  # before any work: NaN would silently judge every pair
+        from .verify import check_threshold
+        check_threshold(args.threshold)
     if args.pairs is not None:
         return _verify_batch(args)
     if len(args.images) != 2:
@@ -143,7 +148,8 @@ def _verify_batch(args: argparse.Namespace) -> int:
         raise SystemExit("facelm verify --pairs: --model works with one pair (A B); the batch writes "
                          "the evidence explainer's texts")
     s = run(BatchConfig(pairs=args.pairs, out=args.out, root=args.root, workers=args.workers,
-                        fast=args.fast, seed=args.seed, threshold=args.threshold))
+                        fast=args.fast, seed=args.seed, threshold=args.threshold,
+                        retry_failed=args.retry_failed))
     print(f"{s.done} pairs written to {args.out} ({s.failed} failed, see their 'error'); "
           f"{s.skipped} already done earlier; {s.total} in {args.pairs}", file=sys.stderr)
     return 0

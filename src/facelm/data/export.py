@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from ..atomic import write_atomic
 from ..errors import InputFormatError
+from ..jsonl import dumps_line
 from .schema import Record, read_records
 from .store import read_manifest
 
@@ -95,7 +96,7 @@ def _write_llamafactory(dest: Path, name: str, splits: dict[str, list[Record]]) 
 def _write_swift(dest: Path, name: str, splits: dict[str, list[Record]]) -> None:
     for split, recs in splits.items():
         write_atomic(dest / f"{split}.jsonl", "".join(
-            json.dumps(to_swift(r), ensure_ascii=False) + "\n" for r in recs))
+            dumps_line(to_swift(r)) for r in recs))  # U+2028 & co. escaped: one line each
 
 
 def hf_features() -> Any:

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -19,6 +19,7 @@ from ..errors import FaceLMError, InputFormatError
 from ..teacher.base import Task, Teacher, TeacherFatalError, TeacherReply
 from ..teacher.checks import is_refusal
 from ..teacher.registry import make_teacher
+from ..workers import process_pool
 from .store import DatasetStore, jsonable, now_iso, read_manifest
 
 MANIFEST_EVERY_S = 5.0
@@ -72,7 +73,7 @@ class JobContext:
             if self._executor is None:
                 # One thread by default: the face models are not known to be thread-safe, and a
                 # thread keeps the event loop (and the teacher's requests) running meanwhile.
-                self._executor = (ProcessPoolExecutor(self.workers) if self.workers > 1
+                self._executor = (process_pool(self.workers) if self.workers > 1
                                   else ThreadPoolExecutor(1))
             loop = asyncio.get_running_loop()
             from ..faces.analysis import analyse_or_error  # cv2 and the models load on first use
@@ -226,7 +227,7 @@ def build_manifest(kind: str, status: str, ctx: JobContext, config: Any, extra: 
                 "failure_reasons": dict(c.failure_reasons), "started": started,
                 "updated": now_iso(), "status": status}
     runs = [r for r in previous.get("runs", []) if r.get("started") != started] + [this_run]
-    reasons: Counter = Counter(f.get("reason", "error") for f in ctx.store.earlier_failures)
+    reasons: Counter = Counter(ctx.store.earlier_reasons)
     reasons.update(c.failure_reasons)
     cost = sum(float(r.get("cost_usd") or 0) for r in runs)
 

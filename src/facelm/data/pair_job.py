@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FaceLMError, InputFormatError
+from ..outlock import output_lock
 from ..teacher.base import Task
 from ..teacher.checks import stated_verdict
 from ..teacher.prompts import PromptSet, evidence_text, load_prompts
@@ -60,14 +61,14 @@ def analyse_many(paths: list[str], workers: int = 1, progress: bool = True,
                  fast: bool = False) -> dict[str, Any]:
     """Analyses of the photos that have a face (the others cannot be hard negatives); fast=True
     measures identity only (no age, gender, expression)."""
-    from concurrent.futures import ProcessPoolExecutor
     from functools import partial
 
     from tqdm import tqdm
     from ..faces.analysis import analyse_or_error
+    from ..workers import process_pool
     one = partial(analyse_or_error, fast=fast)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             results = list(tqdm(pool.map(one, paths, chunksize=4), total=len(paths),
                                 desc="embeddings", unit="photo", disable=not progress))
     else:
@@ -127,7 +128,7 @@ class Describer:
 
     def __init__(self, out: Path, prompts: PromptSet, grounding: bool, seed: int):
         self.path = out / DESCRIPTIONS
-        self.done = {d["image"]: d["text"] for d in repair(self.path) if "image" in d}
+        self.done = {d["image"]: d["text"] for d in repair(self.path, "image", "description")}
         self.file = JsonlAppender(self.path)
         self.prompts, self.grounding, self.seed = prompts, grounding, seed
         self._futures: dict[str, asyncio.Future] = {}
@@ -231,6 +232,11 @@ def build_units(pairs: list[Pair], plan: PairPlan, ctx: JobContext) -> tuple[lis
 
 def run_pairs(cfg: PairsConfig, progress: bool = True) -> dict[str, Any]:
     """Generate (or resume) the pair-explanation dataset in cfg.out; returns the manifest."""
+    with output_lock(cfg.out, folder=True):  # one job per folder
+        return _run_pairs(cfg, progress)
+
+
+def _run_pairs(cfg: PairsConfig, progress: bool = True) -> dict[str, Any]:
     prompts = load_prompts(cfg.prompts)
     bad = [t for t in cfg.tiers if t not in PAIR_QUESTIONS]
     if bad or not cfg.tiers:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FaceLMError, InputFormatError
+from ..outlock import output_lock
 from ..teacher.base import Task
 from ..teacher.labels import leaked_labels
 from ..teacher.prompts import PromptSet, evidence_text, load_prompts
@@ -83,6 +84,11 @@ def make_unit(img: LabeledImage, aspect: str, cfg: QAConfig, prompts: PromptSet,
 
 def run_qa(cfg: QAConfig, progress: bool = True) -> dict[str, Any]:
     """Generate (or resume) the QA dataset in cfg.out; returns the manifest."""
+    with output_lock(cfg.out, folder=True):  # one job per folder
+        return _run_qa(cfg, progress)
+
+
+def _run_qa(cfg: QAConfig, progress: bool = True) -> dict[str, Any]:
     prompts = load_prompts(cfg.prompts)
     qs = prompts.questions("qa", QA_QUESTIONS)
     check_aspects(cfg.aspects, qs)

@@ -5,6 +5,11 @@ batches (every FSYNC_EVERY lines or FSYNC_SECONDS), so a killed job loses at mos
 the last sync and can leave at most one partial last line per file. Opening the store again cuts
 such a partial line off, and the ids on the complete lines are the work already done: a restarted
 job does only the rest, without losing or duplicating a record.
+
+The files are checked before anything is written (facelm.jsonl): every line a JSON object with the
+file's key, no id twice in records.jsonl, a manifest that is facelm's; anything else is refused and
+left unchanged. The ids are read in one pass, keys only. The data jobs hold the folder's lock
+(facelm.outlock) while they run, so two jobs never append to one folder.
 """
 from __future__ import annotations
 
@@ -12,37 +17,50 @@ import dataclasses
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomic
 from ..errors import InputFormatError
+from ..jsonl import JsonlScan, dumps_line, read_repaired
 
 RECORDS, FAILURES, MANIFEST = "records.jsonl", "failures.jsonl", "manifest.json"
 FSYNC_EVERY = 64
 FSYNC_SECONDS = 2.0
 
 
-def repair(path: Path) -> list[dict[str, Any]]:
-    """The complete JSON lines of `path`, after cutting off a partial last line."""
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    keep = raw[: raw.rfind(b"\n") + 1]
-    if len(keep) != len(raw):
-        with open(path, "r+b") as f:
-            f.truncate(len(keep))
-            os.fsync(f.fileno())
-    out = []
-    for n, line in enumerate(keep.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except ValueError as exc:
-            raise InputFormatError(f"line {n} is not JSON ({exc})", item=str(path),
-                                   hint="remove that line, or use a new --out folder") from exc
-    return out
+def repair(path: Path, key: str, what: str = "JSONL") -> list[dict[str, Any]]:
+    """The records of `path` (each a JSON object with `key`), after cutting off a partial last
+    line; a file that is not facelm's is refused unchanged (facelm.jsonl.read_repaired)."""
+    return read_repaired(Path(path), key, what)
+
+
+def scan_ids(path: Path, what: str, unique: bool) -> set[str]:
+    """The ids in `path`, in one pass keeping keys only; then a partial last line is cut.
+    unique=True refuses an id written twice."""
+    scan = JsonlScan(path, "id", what)
+    ids: set[str] = set()
+    for n, item_id, _ in scan.keys():
+        if unique and item_id in ids:
+            raise InputFormatError(f"line {n} repeats id {item_id!r}; the file was left "
+                                   "unchanged", item=str(path),
+                                   hint="keep one line per id, or use a new --out folder")
+        ids.add(item_id)
+    scan.cut_tail()
+    return ids
+
+
+def scan_failures(path: Path) -> tuple[set[str], Counter]:
+    """(the ids in failures.jsonl, a Counter of their reasons); it may name an id twice (a set)."""
+    scan = JsonlScan(path, "id", "failure log")
+    ids: set[str] = set()
+    reasons: Counter = Counter()
+    for _, rec in scan:
+        ids.add(rec["id"])
+        reasons[rec.get("reason", "error")] += 1
+    scan.cut_tail()
+    return ids, reasons
 
 
 class JsonlAppender:
@@ -63,7 +81,7 @@ class JsonlAppender:
         self._inflight: Any = None
 
     def append(self, obj: dict[str, Any]) -> None:
-        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+        data = dumps_line(obj).encode("utf-8")  # U+2028 & co. escaped: one record, one line
         os.write(self._fd, data)   # one write per line: no interleaving, at most one torn line
         self._pending += 1
         if self._pending >= FSYNC_EVERY or time.monotonic() - self._last_sync > FSYNC_SECONDS:
@@ -91,14 +109,12 @@ class DatasetStore:
     def __init__(self, out: str | Path, retry_failed: bool = False):
         self.dir = Path(out)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.done_ids = {r["id"] for r in repair(self.dir / RECORDS) if "id" in r}
-        failures = repair(self.dir / FAILURES)
-        if retry_failed and failures:
+        self.done_ids = scan_ids(self.dir / RECORDS, "dataset record", unique=True)
+        self.failed_ids, self.earlier_reasons = scan_failures(self.dir / FAILURES)
+        if retry_failed and self.failed_ids:
             # Rewritten atomically: a kill during the rewrite leaves the old file in place.
-            failures = []
+            self.failed_ids, self.earlier_reasons = set(), Counter()
             write_atomic(self.dir / FAILURES, "")
-        self.failed_ids = {f["id"] for f in failures if "id" in f}
-        self.earlier_failures = failures
         self.records = JsonlAppender(self.dir / RECORDS)
         self.failures = JsonlAppender(self.dir / FAILURES)
 
@@ -129,12 +145,20 @@ class DatasetStore:
 
 
 def read_manifest(out: str | Path) -> dict[str, Any]:
-    """The manifest in a dataset folder ({} when there is none yet)."""
+    """The manifest in a dataset folder ({} when there is none yet). A manifest is rewritten
+    whole, so an unreadable one is rebuilt from the files; but a JSON file that is not a facelm
+    manifest is someone else's, and refused rather than overwritten."""
     path = Path(out) / MANIFEST
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except ValueError:
-        return {}  # a manifest is rewritten whole; a corrupt one is rebuilt from the files
+        found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (ValueError, UnicodeDecodeError):
+        found = None
+    if found is None and any((Path(out) / f).is_file() for f in (RECORDS, FAILURES)):
+        return {}
+    if found is None or (found and not (isinstance(found, dict) and "kind" in found)):
+        raise InputFormatError("is not a facelm dataset manifest; it was left unchanged",
+                               item=str(path), hint="use a new --out folder")
+    return found
 
 
 def jsonable(obj: Any) -> Any:

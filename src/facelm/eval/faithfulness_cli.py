@@ -99,15 +99,24 @@ def build_items(records: list, preds: list[str], base: Path, *, include_records:
 
 def analyse_images(paths: list[str], cache: Path, *, progress: bool = True) -> dict[str, Any]:
     """path -> FaceAnalysis (None where no face could be analysed), cached in a JSONL file."""
+    from ..faces.types import FaceAnalysis
+    from ..data.store import repair
+    from ..outlock import output_lock
+    with output_lock(cache):  # one writer: a second audit into this folder is refused
+        done: dict[str, Any] = {  # repair: a killed run's partial last line is cut
+            row["path"]: None if row.get("analysis") is None else
+            FaceAnalysis.from_dict(row["analysis"])
+            for row in repair(cache, "path", "photo analysis")}
+        todo = [p for p in paths if p not in done]
+        _analyse_into(cache, todo, done, progress)
+    return {p: done[p] for p in paths}
+
+
+def _analyse_into(cache: Path, todo: list[str], done: dict[str, Any], progress: bool) -> None:
+    """Analyse the `todo` photos into `done`, appending each to the cache."""
     from tqdm.auto import tqdm
     from ..errors import FaceLMError
     from ..faces.analysis import analyse_or_error
-    from ..faces.types import FaceAnalysis
-    from ..data.store import repair
-    done: dict[str, Any] = {  # repair: a killed run's partial last line is cut, not appended to
-        row["path"]: None if row["analysis"] is None else FaceAnalysis.from_dict(row["analysis"])
-        for row in repair(cache)}
-    todo = [p for p in paths if p not in done]
     with cache.open("a", encoding="utf-8") as fh:
         for p in tqdm(todo, desc="analyse photos", unit="photo", disable=not progress):
             a = analyse_or_error(p)  # one bad photo makes its claims uncheckable, no more
@@ -115,18 +124,18 @@ def analyse_images(paths: list[str], cache: Path, *, progress: bool = True) -> d
             done[p] = a
             fh.write(json.dumps({"path": p, "error": err, "analysis": None if a is None
                                  else a.to_dict(embeddings=True)}) + "\n")
-    return {p: done[p] for p in paths}
 
 
 def write_faithfulness_report(out: Path, items: list, checks: list, summary: dict[str, Any],
                               settings: dict[str, Any]) -> None:
+    from ..jsonl import dumps_line
     from .faithfulness import GROUPS, STATUSES
     from .metrics_report import markdown_table, save_config, write_json
     write_json(out / "faithfulness.json", summary)
     with (out / "claims.jsonl").open("w", encoding="utf-8") as fh:
         for it, cs in zip(items, checks):
-            fh.write(json.dumps({"id": it.id, "model": it.model,
-                                 "claims": [c.to_dict() for c in cs]}, ensure_ascii=False) + "\n")
+            fh.write(dumps_line({"id": it.id, "model": it.model,
+                                 "claims": [c.to_dict() for c in cs]}))
     _plot(out / "faithfulness.png", summary)
     save_config(out, "facelm eval faithfulness", settings)
 

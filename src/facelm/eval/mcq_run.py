@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 
 from ..data.store import repair
 from ..errors import FaceLMError, InputFormatError
+from ..outlock import output_lock
 from .extract import extract_choice
 from .mcq import LETTERS, Question, Task, build_prompt
 
@@ -114,7 +115,7 @@ def answer_batch(model: Any, batch: Sequence[tuple[Task, Question]], cfg: MCQCon
 def _done_keys(path: Path) -> dict[tuple[str, str], dict]:
     """Records already written by an earlier run (a partial last line is dropped)."""
     out = {}
-    for n, rec in enumerate(repair(path), 1):
+    for n, rec in enumerate(repair(path, "file", "MCQ prediction"), 1):
         try:
             out[(rec["file"], rec["id"])] = rec
         except (KeyError, TypeError) as exc:
@@ -145,8 +146,13 @@ def run_mcq(model: Any, tasks: Sequence[Task], cfg: MCQConfig, out_dir: Path,
             progress: bool = True) -> list[dict[str, Any]]:
     """Answer every question (resuming from out_dir/predictions.jsonl); returns all records in
     benchmark order."""
+    with output_lock(out_dir, folder=True):  # one run per folder: it appends to predictions
+        return _run_mcq(model, tasks, cfg, out_dir, progress)
+
+
+def _run_mcq(model: Any, tasks: Sequence[Task], cfg: MCQConfig, out_dir: Path,
+             progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
-    out_dir.mkdir(parents=True, exist_ok=True)
     _check_resume(out_dir, cfg)
     if not (out_dir / "config.json").exists():  # so an interrupted run is also guarded on resume
         (out_dir / "config.json").write_text(json.dumps({"mcq": cfg.to_dict()}, indent=2) + "\n",

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..csvio import read_csv
+from ..csvio import read_csv, read_csv_lines
 from ..data.store import repair
 from ..errors import FaceLMError, InputFormatError
+from ..outlock import output_lock
 
 SCORES = ("fused", "sface", "dlib")
 FAIL_SCORE = -1.0  # a pair with a failed photo is a rejection, as a deployed system would decide
@@ -46,27 +47,38 @@ def _read_rows(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
     return read_csv(path, need)[1]
 
 
-def _label(value: str, row: int, path: Path) -> int:
+def _label(value: str, line: int, path: Path) -> int:
     v = str(value).strip().lower()
     if v in ("1", "true", "same", "yes"):
         return 1
     if v in ("0", "false", "different", "no"):
         return 0
-    raise InputFormatError(f"row {row}: same={value!r} is not 1/0", item=str(path),
+    raise InputFormatError(f"line {line}: same={value!r} is not 1/0", item=str(path),
                            hint="the `same` column holds 1 (same person) or 0 (different people)")
+
+
+def _check_ages(numbered: list[tuple[int, dict[str, str]]], columns: tuple[str, ...], path: Path) -> None:
+    """Before any work: an impossible age label (-5, 300) would skew the report's age groups."""
+    from ..data.sources import check_age_label
+    for line, row in numbered:
+        for col in columns:
+            check_age_label((row.get(col) or "").strip() or None, line, path)
 
 
 def _selected_pairs(args: argparse.Namespace, out: Path) -> Path:
     """The rows to verify (after --set/--limit) as OUT/pairs_used.csv, so batch results line up."""
-    rows = _read_rows(args.pairs, ("file_a", "file_b", "same"))
+    _, all_rows, lines = read_csv_lines(args.pairs, ("file_a", "file_b", "same"))
+    numbered = list(zip(lines, all_rows))  # line numbers for messages (blank lines are skipped)
+    _check_ages(numbered, ("age", "age_a", "age_b"), args.pairs)
     if args.subset:
-        if rows and "set" not in rows[0]:
+        if all_rows and "set" not in all_rows[0]:
             raise InputFormatError("has no `set` column to filter with --set", item=str(args.pairs))
-        rows = [r for r in rows if r.get("set") == args.subset]
-        if not rows:
+        numbered = [(n, r) for n, r in numbered if r.get("set") == args.subset]
+        if not numbered:
             raise InputFormatError(f"no rows with set={args.subset!r}", item=str(args.pairs))
-    rows = rows[: args.limit] if args.limit else rows
-    if len({_label(r["same"], i + 2, args.pairs) for i, r in enumerate(rows)}) < 2:
+    numbered = numbered[: args.limit] if args.limit else numbered
+    rows = [r for _, r in numbered]
+    if len({_label(r["same"], n, args.pairs) for n, r in numbered}) < 2:
         raise InputFormatError(f"the {len(rows)} selected pairs all have the same label", item=str(args.pairs),
                                hint="the protocol needs same and different pairs (check --set / --limit)")
     used = out / "pairs_used.csv"
@@ -101,7 +113,8 @@ def verification_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     _check_inputs(out, "pairs", {"pairs_sha256": _sha256(used), "root": str(Path(root).resolve())})
     run(BatchConfig(pairs=used, out=out / "pairs.jsonl", root=root, workers=args.workers),
         progress=not args.quiet)
-    recs = sorted(repair(out / "pairs.jsonl"), key=lambda r: r["index"])
+    recs = sorted(repair(out / "pairs.jsonl", "index", "verify --pairs result"),
+                  key=lambda r: r["index"])
     labels = np.array([_label(r.get("input_same", r.get("same")), r["index"] + 2, used) for r in recs])
     failed = [r for r in recs if "error" in r]
     score = lambda r, k: FAIL_SCORE if "error" in r else (r["score"] if k == "fused" else r["scores"][k])  # noqa: E731
@@ -122,8 +135,15 @@ def verification_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             "folds": "from the fold column" if any(r.get("fold") for r in recs) else
             f"assigned: {len(set(folds.tolist()))} stratified blocks in file order",
             "protocol": public(results), "fairness": fairness,
-            "race_note": None if "race" in fairness else
-            "no race labels in the pairs CSV; facelm ships no race classifier, so no race breakdown"}
+            "race_note": race_note(fairness)}
+
+
+def race_note(fairness: dict[str, Any]) -> str | None:
+    """What a reader must know about the race groups: estimated ones come with the head's card."""
+    from ..faces.attr_heads import card_line
+    if "race" not in fairness:
+        return "no race labels in the pairs CSV and no race estimates (FACELM_ATTRIBUTES=dlib-v1)"
+    return None if fairness["race"]["source"] == "labels" else card_line()
 
 
 def _analyse_photo(path: str) -> dict[str, Any]:
@@ -131,21 +151,25 @@ def _analyse_photo(path: str) -> dict[str, Any]:
     a = analyse_or_error(path)
     if isinstance(a, FaceLMError):
         return {"error": str(a)}
-    return {"gender": a.attributes.gender, "age": a.attributes.age, "expression": a.attributes.expression}
+    return {"gender": a.attributes.gender, "age": a.attributes.age, "expression": a.attributes.expression,
+            "race": a.attributes.race}
 
 
 def attribute_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from concurrent.futures import ProcessPoolExecutor
     from tqdm import tqdm
+    from ..workers import process_pool
     from .fairness import attributes_by_group
-    rows = _read_rows(args.labels, ("file",))[: args.limit or None]
+    _, rows, lines = read_csv_lines(args.labels, ("file",))
+    _check_ages(list(zip(lines, rows)), ("age",), args.labels)
+    rows = rows[: args.limit or None]
     root = args.labels_root or args.labels.parent
     _check_inputs(out, "attributes", {"labels_sha256": _sha256(args.labels), "root": str(Path(root).resolve())})
     cache_path = out / "attributes.jsonl"
-    done = {rec["file"]: rec for rec in repair(cache_path)}  # a killed run's partial line is cut
+    # a killed run's partial line is cut; a file that is not ours is refused unchanged
+    done = {rec["file"]: rec for rec in repair(cache_path, "file", "attribute result")}
     todo = [r["file"] for r in rows if r["file"] not in done]
     paths = [str(Path(root) / p) for p in todo]
-    pool = ProcessPoolExecutor(args.workers) if args.workers > 1 and todo else None
+    pool = process_pool(args.workers) if args.workers > 1 and todo else None
     try:
         results = pool.map(_analyse_photo, paths, chunksize=8) if pool else map(_analyse_photo, paths)
         with open(cache_path, "a", encoding="utf-8") as f:
@@ -162,7 +186,6 @@ def attribute_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify_report import write_verify_report
     if args.pairs is None and args.labels is None:
         raise InputFormatError("nothing to evaluate", item="facelm eval verify",
                                hint="give --pairs PAIRS.csv (verification) and/or --labels LABELS.csv "
@@ -170,7 +193,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for flag, val in (("--limit", args.limit), ("--folds", args.folds), ("--min-group", args.min_group)):
         if val is not None and val < 1:
             raise InputFormatError(f"must be at least 1, got {val}", item=flag)
-    args.out.mkdir(parents=True, exist_ok=True)
+    with output_lock(args.out, folder=True):  # one run per report folder (it resumes)
+        return _run_verify(args)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .verify_report import write_verify_report
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     report: dict[str, Any] = {"config": config}
     if args.pairs is not None:

@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
+from ..workers import process_pool
 from . import engine
 from .errors import APIError
 
@@ -43,9 +44,8 @@ class WorkerPool:
         self._job_seconds = 1.0    # moving average of a job's run time, for Retry-After
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers,
-                                   mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=engine.init_worker, initargs=self._initargs)
+        return process_pool(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                            initializer=engine.init_worker, initargs=self._initargs)
 
     async def start(self) -> None:
         """Start every worker process and wait until each has loaded (and warmed) its models."""

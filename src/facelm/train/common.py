@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import random
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..data.store import jsonable
+from ..outlock import output_lock
 
 
 def set_seed(seed: int) -> None:
@@ -65,6 +67,15 @@ def save_config(config: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(jsonable(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
+
+
+def train_lock(out: str | Path) -> AbstractContextManager:
+    """The lock on a training folder (one run writes its checkpoints). Only the launch's first
+    process (RANK 0, or no launcher) takes it: the other processes of the same run share the
+    folder, and would otherwise be refused."""
+    if os.environ.get("RANK", "0") != "0":
+        return nullcontext()
+    return output_lock(out, folder=True)
 
 
 def resolve_image(path: str, data: str | Path) -> str:

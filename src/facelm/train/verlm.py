@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from ..errors import InputFormatError
 from ..models.verlm.config import CONFIG_NAME, VerLMConfig
-from .common import save_config, save_loss_curve, set_seed
+from .common import save_config, save_loss_curve, set_seed, train_lock
 
 STAGES: dict[str, tuple[str, ...]] = {"mapper": ("mapper",), "full": ("full",),
                                       "both": ("mapper", "full")}
@@ -196,6 +196,11 @@ def run_stage(acc: Any, model: Any, items: list[Any], stage: str, tc: TrainConfi
 
 def train(tc: TrainConfig) -> Path:
     """Run the stages of `tc` into the checkpoint folder `tc.out`; returns it."""
+    with train_lock(tc.out):  # one run per folder
+        return _train(tc)
+
+
+def _train(tc: TrainConfig) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
     from ..models.verlm.features import FaceFeatureExtractor

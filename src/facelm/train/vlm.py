@@ -164,6 +164,12 @@ def train(cfg: VLMTrainConfig, *, resume: bool = False, stop_after: int = 0,
     `stop_after` > 0 ends this invocation after that many optimizer steps in total (a time-sliced
     or preemptible job); `resume=True` later continues the same run, same batches and schedule.
     """
+    from .common import train_lock
+    with train_lock(cfg.out):  # one run per folder
+        return _train(cfg, resume, stop_after, progress)
+
+
+def _train(cfg: VLMTrainConfig, resume: bool, stop_after: int, progress: bool) -> TrainResult:
     import torch
     from tqdm.auto import tqdm
 
