@@ -127,10 +127,11 @@ def test_batch_cli_with_two_workers(pairs_csv, lfw_dir, tmp_path):
 def test_batch_applies_threshold_and_refuses_model(pairs_csv, lfw_dir, tmp_path):
     path, rows = pairs_csv
     out = tmp_path / "t.jsonl"
-    run(BatchConfig(pairs=path, out=out, root=lfw_dir, workers=1, fast=True, threshold=-5.0),
+    run(BatchConfig(pairs=path, out=out, root=lfw_dir, workers=1, fast=True, threshold=0.0),
         progress=False)
     recs = [json.loads(l) for l in out.read_text().splitlines() if "error" not in json.loads(l)]
-    assert recs and all(r["threshold"] == -5.0 and r["same"] for r in recs)  # every score > -5
+    # thresholds are 0..1 (issue 14); two real faces' fused score is far above 0
+    assert recs and all(r["threshold"] == 0.0 and r["same"] for r in recs)
     r = _cli("verify", "--pairs", str(path), "--out", str(tmp_path / "m.jsonl"), "--model", "x")
     assert r.returncode != 0 and "--model works with one pair" in r.stderr
     assert not (tmp_path / "m.jsonl").exists()

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import calibration as cal
+from .errors import FaceLMError, InputFormatError
 from .faces.identity import cosine
 from .faces.types import FaceAnalysis, _round
 
@@ -75,10 +76,25 @@ def probability(score: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
+def check_threshold(threshold: float) -> float:
+    """The threshold, if it can decide anything: the fused score is a weighted mean of cosines
+    (weights summing to 1), and a threshold outside 0..1 (or NaN, which every comparison fails)
+    would make every pair the same or every pair different."""
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise InputFormatError(f"the threshold must be a number from 0 to 1, not {threshold}",
+                               item="--threshold", hint=f"the calibrated default is {cal.THRESHOLD}")
+    return float(threshold)
+
+
 def compare_analyses(a: FaceAnalysis, b: FaceAnalysis, *, threshold: float | None = None) -> Comparison:
-    thr = cal.THRESHOLD if threshold is None else threshold
+    thr = cal.THRESHOLD if threshold is None else check_threshold(threshold)
     s = {"sface": cosine(a.embeddings["sface"], b.embeddings["sface"]),
          "dlib": cosine(a.embeddings["dlib"], b.embeddings["dlib"])}
+    for model, value in s.items():  # analyses made here never hold NaN; ones read from JSON may
+        if not math.isfinite(value):
+            raise FaceLMError(f"the {model} similarity is not a number (an embedding holds NaN or "
+                              "infinity)", item=f"{a.source} vs {b.source}",
+                              hint="analyse both photos again; a damaged model file is reported then")
     score = fused_score(s["sface"], s["dlib"])
     verdicts = {"sface": s["sface"] >= cal.THRESHOLD_SFACE, "dlib": s["dlib"] >= cal.THRESHOLD_DLIB}
     return Comparison(same=score >= thr, score=score, threshold=thr, probability=probability(score),

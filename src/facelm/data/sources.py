@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..csvio import read_csv
+from ..csvio import read_csv_lines
+from ..teacher.labels import age_label_problem
 from ..errors import InputFormatError
 
 # Canonical label -> the column names tried, in order, when the user gives no mapping.
@@ -71,16 +72,17 @@ def read_labels(csv_path: str | Path, images: str | Path,
                 columns: Mapping[str, str] | None = None) -> list[LabeledImage]:
     """Every row with a file name, in CSV order (duplicate files are kept once)."""
     csv_path, root = Path(csv_path), Path(images)
-    header, rows = read_csv(csv_path)
+    header, rows, lines = read_csv_lines(csv_path)
     cols = resolve_columns(header, columns, str(csv_path))
     out, seen = [], set()
-    for row in rows:
+    for row, line in zip(rows, lines):
         name = (row.get(cols["file"]) or "").strip()
         if not name or name in seen:
             continue
         seen.add(name)
         labels = {k: row[cols[k]].strip() for k in LABEL_KEYS
                   if k in cols and (row.get(cols[k]) or "").strip()}
+        check_age_label(labels.get("age"), line, csv_path)
         ident = (row.get(cols["identity"]) or "").strip() if "identity" in cols else ""
         p = Path(name)
         out.append(LabeledImage(file=name, path=str(p if p.is_absolute() else root / p),
@@ -88,3 +90,12 @@ def read_labels(csv_path: str | Path, images: str | Path,
     if not out:
         raise InputFormatError("no rows with an image file name", item=str(csv_path))
     return out
+
+
+def check_age_label(value: str | None, line: int, source: Path) -> None:
+    """Refuse an impossible age label (-5, 300, "old") naming its line: taught to a student as a
+    fact, or grouped in a fairness report, it would be silently wrong."""
+    problem = None if value is None else age_label_problem(value)
+    if problem:
+        raise InputFormatError(f"line {line}: {problem}", item=str(source),
+                               hint="fix or blank that cell; ages are years 0-120 or bins such as 20-29")

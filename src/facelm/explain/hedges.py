@@ -24,6 +24,9 @@ _FLAG_TEMPLATES: dict[str, tuple[str, ...]] = {
                    "the face is seen at a strong angle ({yaw} of yaw)"),
     "strong_pitch": ("the head is tilted {pitch} {updown}",
                      "the face is seen from well {view} ({pitch} of pitch)"),
+    "rotated": ("the face lies turned {rot} in the image, as if the photo lost its EXIF orientation",
+                "the face is on its side in the image (turned {rot}), as if its EXIF orientation "
+                "was lost"),
     "pose_unreliable": ("the head-pose solver returned an implausible roll of {roll}, so the pose "
                         "angles are unreliable",
                         "the pose estimate is unreliable (an impossible roll of {roll})"),
@@ -47,6 +50,7 @@ def flag_values(a: FaceAnalysis) -> dict[str, str]:
             "bright": _exposure(q.brightness, q.overexposed, False),
             "io": px(q.interocular_px), "sh": f"{q.sharpness:.2f}", "ct": share(q.contrast),
             "yaw": deg(p.yaw), "pitch": deg(p.pitch), "roll": deg(p.roll),
+            "rot": f"about {deg(p.roll)} {'clockwise' if p.roll > 0 else 'counter-clockwise'}",
             # pitch > 0 looks up, i.e. the camera sees the face from below (faces/types.py)
             "updown": "up" if p.pitch > 0 else "down", "view": "below" if p.pitch > 0 else "above"}
 

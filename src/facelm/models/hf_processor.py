@@ -94,9 +94,14 @@ def load_processor(name_or_path: str, **hub_kw: Any) -> Any:
     from transformers import AutoProcessor
     try:
         return AutoProcessor.from_pretrained(name_or_path, **hub_kw)
-    except (ImportError, OSError) as exc:
+    except (ImportError, OSError, ValueError) as exc:
         # ImportError: a torchvision-backed class is named; OSError: the processor class expects a
-        # video processor config the folder lacks (image-only folders, e.g. saved by facelm).
+        # video processor config the folder lacks (image-only folders, e.g. saved by facelm);
+        # ValueError: transformers >= 5 says the same about a video processor it cannot build
+        # (a hub folder without video_preprocessor_config.json, no torchvision). Other
+        # ValueErrors (a broken config) are not ours to hide.
+        if isinstance(exc, ValueError) and not _video_backend_missing(exc):
+            raise
         first = exc
     try:
         name = _processor_class_name(name_or_path, **hub_kw)
@@ -107,3 +112,10 @@ def load_processor(name_or_path: str, **hub_kw: Any) -> Any:
     # Without torchvision, AutoImageProcessor picks the PIL backend for a "...Fast" name by itself.
     return image_only(name).from_pretrained(name_or_path, **hub_kw)
 
+
+
+def _video_backend_missing(exc: ValueError) -> bool:
+    """transformers' ValueErrors for a video processor that needs a missing backend: "... requires
+    `torchvision` to be installed" or "Could not load any video processor class ... backend"."""
+    text = str(exc)
+    return "torchvision" in text or ("video processor" in text and "backend" in text)

@@ -92,6 +92,29 @@ def age_phrase(value: Any) -> str | None:
     return f"in the age group '{text}'"
 
 
+# Older than anyone on record: an age label above this is a typo or the wrong column.
+MAX_AGE = 120
+
+
+def age_label_problem(value: Any) -> str | None:
+    """Why an age label cannot be right, or None: labels are exact ages 0..MAX_AGE, bins
+    ("20-29") or open bins ("more than 70", "70+"), the forms age_phrase reads."""
+    text = str(value).strip()
+    m = _BIN.match(text) or _OVER.match(text)
+    if m:
+        nums = [float(n) for n in m.groups() if n is not None]
+    else:
+        try:
+            nums = [float(text)]
+        except ValueError:
+            return f"age={text!r} is not a number, a bin such as 20-29, or 'more than 70'"
+    if not all(0 <= n <= MAX_AGE for n in nums):  # also refuses nan (every comparison fails)
+        return f"age={text!r} is outside 0..{MAX_AGE} years"
+    if len(nums) == 2 and nums[0] > nums[1]:
+        return f"age={text!r} is a bin that ends before it starts"
+    return None
+
+
 def _is_child(age: Any) -> bool:
     nums = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", str(age or ""))]
     return bool(nums) and max(nums) < CHILD_AGE and not _OVER.match(str(age))

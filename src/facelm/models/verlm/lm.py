@@ -4,13 +4,17 @@ folder, or a Hugging Face hub name (downloaded only because the user named it)."
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ...errors import ModelNotInstalledError
-from ...cache import cache_dir
+from ...cache import FOLDER_RECORD, cache_dir, folder_intact, write_folder_record
+
+log = logging.getLogger(__name__)
 
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,10 +36,51 @@ def smollm2_gguf() -> Path:
 
 
 def converted_smollm2(cache: Path | None = None) -> Path:
-    """A folder with SmolLM2 as fp32 safetensors + tokenizer, converted from the GGUF on first use."""
+    """A folder with SmolLM2 as fp32 safetensors + tokenizer, converted from the GGUF on first use.
+    A folder that no longer matches its record (truncated, overwritten, or from before records)
+    is converted again, once; if the new one does not match either, the error says what to do."""
     folder = (cache or cache_dir()) / SMOLLM2_CACHE
-    if (folder / "config.json").is_file() and (folder / "tokenizer_config.json").is_file():
+    if folder_intact(folder) or _adopt_unrecorded(folder):
         return folder
+    if folder.exists():
+        if (folder / FOLDER_RECORD).exists():
+            log.warning("facelm: the cached model %s is damaged; converting it again", folder)
+        aside = folder.with_name(f"{folder.name}.damaged{os.getpid()}")
+        try:  # renamed first: a process still reading the old files keeps them
+            folder.rename(aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        except OSError:
+            pass
+    _convert_smollm2(folder)
+    if not folder_intact(folder):
+        raise ModelNotInstalledError(
+            "the converted language model in facelm's cache is damaged again right after being "
+            "rebuilt", item=str(folder), hint=f"delete {folder} and retry; if it recurs, check the disk")
+    return folder
+
+
+def _adopt_unrecorded(folder: Path) -> bool:
+    """A folder converted before records existed is kept (converting again takes ~1 min and 1.6 GB)
+    when it is whole: its files are there and the safetensors file is as long as its header says.
+    Its record is written now, so later damage is noticed."""
+    weights = folder / "model.safetensors"
+    if (folder / FOLDER_RECORD).exists() or not all(
+            (folder / n).is_file() for n in ("config.json", "tokenizer_config.json", "tokenizer.json")):
+        return False
+    try:
+        with open(weights, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+        end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+        if weights.stat().st_size != 8 + n + end:
+            return False
+        write_folder_record(folder)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _convert_smollm2(folder: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     gguf = smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -50,11 +95,11 @@ def converted_smollm2(cache: Path | None = None) -> Path:
     tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # per process: conversions may race
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    write_folder_record(tmp)  # before the rename: a visible folder always has its record
     try:
         tmp.rename(folder)
     except OSError:  # a concurrent conversion won: keep it
         shutil.rmtree(tmp, ignore_errors=True)
-    return folder
 
 
 def resolve_lm(spec: str) -> str:
