@@ -158,3 +158,14 @@ def test_eval_verify_input_errors(tmp_path: Path) -> None:
     one_class.write_text("file_a,file_b,same\na.jpg,b.jpg,1\nc.jpg,d.jpg,1\n")
     assert main(["eval", "verify", "--pairs", str(one_class), "--out", str(tmp_path / "o")]) == 2
     assert main(["eval", "verify", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_attribute_metrics_read_exact_ages_and_fairface_bins() -> None:
+    from facelm.eval.fairness import age_label, attributes_by_group
+    assert age_label("34") == (34.0, 34.0) and age_label("20-29") == (20.0, 29.0)
+    assert age_label("more than 70") == (70.0, 200.0) and age_label("") is None and age_label("nan") is None
+    rows = [{"label": {"age": "20-29", "gender": "male"}, "est": {"age": 25.0, "gender": "male", "expression": "happy"}},
+            {"label": {"age": "20-29", "gender": "male"}, "est": {"age": 41.0, "gender": "male", "expression": "happy"}},
+            {"label": {"age": "30", "gender": "female"}, "est": {"age": 33.0, "gender": "male", "expression": "happy"}}]
+    o = attributes_by_group(rows, min_count=1)["overall"]
+    assert o["age_mae"] == 3.0 and o["age_group_accuracy"] == pytest.approx(2 / 3)

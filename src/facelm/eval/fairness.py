@@ -43,6 +43,22 @@ def norm_gender(value: Any) -> str | None:
     return canonical_gender(value)
 
 
+def age_label(value: Any) -> tuple[float, float] | None:
+    """(lo, hi) years of an age label: an exact age (lo == hi), a bin "20-29", or an open bin
+    "more than 70" / "70+" (hi = 200); None when empty or unreadable."""
+    from ..teacher.labels import _BIN, _OVER
+    text = str(value if value is not None else "").strip()
+    m = _BIN.match(text) or _OVER.match(text)
+    if m:
+        nums = [float(n) for n in m.groups() if n is not None]
+        return (nums[0], nums[1]) if len(nums) == 2 else (nums[0], 200.0)
+    try:
+        age = float(text)
+    except ValueError:
+        return None
+    return (age, age) if np.isfinite(age) else None
+
+
 def norm_race(value: Any) -> str | None:
     """A race label in the race head's five UTKFace groups (FairFace's seven mapped onto them:
     East and Southeast Asian -> Asian, Latino and Middle Eastern -> Others); None if unknown."""
@@ -53,10 +69,8 @@ def _label_group(value: Any, attribute: str) -> str | None:
     if value in (None, ""):
         return None
     if attribute == "age":
-        try:
-            return age_band(float(value))
-        except ValueError:
-            return None
+        span = age_label(value)
+        return None if span is None else age_band((span[0] + min(span[1], span[0] + 10)) / 2)
     if attribute == "gender":
         return norm_gender(value)
     return str(value).strip()
@@ -159,11 +173,14 @@ def _photo_row_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     g = [(norm_gender(r["label"].get("gender")), r["est"]["gender"]) for r in rows
          if norm_gender(r["label"].get("gender"))]
     out["gender_accuracy"] = float(np.mean([a == b for a, b in g])) if g else None
-    ages = [(float(r["label"]["age"]), float(r["est"]["age"])) for r in rows
-            if str(r["label"].get("age", "")).strip() not in ("", "None")]
-    out["age_mae"] = float(np.mean([abs(a - b) for a, b in ages])) if ages else None
-    out["age_group_accuracy"] = (float(np.mean([age_group_index(a) == age_group_index(b) for a, b in ages]))
-                                 if ages else None)
+    ages = [(age_label(r["label"].get("age")), float(r["est"]["age"])) for r in rows]
+    exact = [(lab[0], est) for lab, est in ages if lab is not None and lab[0] == lab[1]]
+    out["age_mae"] = float(np.mean([abs(a - b) for a, b in exact])) if exact else None
+    # a bin label ("20-29", FairFace) is right when the estimate falls in it; an exact one when
+    # both fall in the same FaceXBench group
+    hits = [age_group_index(lab[0]) == age_group_index(est) if lab[0] == lab[1] else lab[0] <= est < lab[1] + 1
+            for lab, est in ages if lab is not None]
+    out["age_group_accuracy"] = float(np.mean(hits)) if hits else None
     races = [(norm_race(r["label"].get("race")), r["est"].get("race")) for r in rows
              if norm_race(r["label"].get("race")) and r["est"].get("race")]
     out["race_accuracy"] = float(np.mean([a == b for a, b in races])) if races else None
