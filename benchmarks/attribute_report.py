@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from facelm.faces.attr_heads import AGE_MAX, GENDERS, RACES, HeadWeights, probabilities
+from facelm.faces.attr_heads import AGE_MAX, RACES, HeadWeights, probabilities
 from facelm.eval.fairness import age_group_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +45,10 @@ def _scores(gender: np.ndarray, age: np.ndarray, d: dict[str, np.ndarray]) -> di
             "by_age_band": _by(bands, ok, err), "by_race": _by(races, ok, err)}
 
 
-def evaluate(w: HeadWeights, d: dict[str, np.ndarray]) -> dict[str, Any]:
-    p = probabilities(w, d["x"])
+def evaluate(w: HeadWeights, d: dict[str, np.ndarray], x: np.ndarray | None = None) -> dict[str, Any]:
+    """Scores of the heads on d's features (or `x`, e.g. with blocks zeroed), and of the old
+    networks, read from d's own features."""
+    p = probabilities(w, d["x"] if x is None else x)
     age = p["age"] @ np.arange(AGE_MAX + 1)
     new = _scores(p["gender"].argmax(1), age, d)
     race_pred = p["race"].argmax(1)
@@ -108,6 +110,8 @@ def write_card(report: dict[str, Any], recipe: dict[str, Any], train: dict[str, 
         "for a face whose estimated age falls in a band whose measured accuracy is below 90 %, using this",
         "table (stored with the weights), not a hand-picked age. Ages above ~80 are rare in the training",
         "photos and are underestimated.", "",
+        "Which features matter and the recipe grid: [benchmarks/attributes_ablation.md](benchmarks/attributes_ablation.md).",
+        "Expression has its own head: [expression.md](expression.md).", "",
         f"Recipe: `{json.dumps(recipe)}`.", ""]
     (ROOT / "docs/attributes.md").write_text("\n".join(lines))
     (ROOT / "docs/benchmarks").mkdir(exist_ok=True)

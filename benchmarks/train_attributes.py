@@ -179,7 +179,7 @@ def ablation(train: dict[str, np.ndarray], calib: dict[str, np.ndarray], dev: di
         w = to_weights(net, mu, sd, {"gender": 1.0, "race": 1.0})
         cl = logits(w, mask(calib)["x"])
         w = to_weights(net, mu, sd, {k: temperature(cl[k], calib[k]) for k in ("gender", "race")})
-        s = evaluate(w, {**mask(dev), "x": mask(dev)["x"]})["summary"]
+        s = evaluate(w, dev, x=mask(dev)["x"])["summary"]
         rows.append(f"| {name} | {s['gender']:.1%} | {s['gender_min_10up']:.1%} | {s['race']:.1%} | {s['age_mae']:.2f} |")
         print(rows[-1], file=sys.stderr)
     table = ["| features | gender | worst band 10+ | race | age MAE |", "|---|---|---|---|---|", *rows]
