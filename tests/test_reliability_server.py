@@ -381,7 +381,7 @@ def chat_and_protocol_cases(photo: bytes) -> list[Case]:
         ("chat: data URL of text", *_chat(messages=[{"role": "user", "content": [
             _image_part("data:image/png;base64,aGVsbG8="), {"type": "text", "text": "who?"}]}]), 422),
         ("chat: 5 images", *_chat(messages=[{"role": "user", "content": [_image_part(data_url)] * 5}]), 413),
-        ("chat: stream true", *_chat(stream=True), 400),
+        ("chat: stream 'yes'", *_chat(stream="yes"), 422),
         ("chat: n = 2", *_chat(n=2), 400),
         ("chat: max_tokens -1", *_chat(max_tokens=-1), 422),
         ("chat: temperature 'hot'", *_chat(temperature="hot"), 422),

@@ -258,7 +258,7 @@ def test_chat_completion_schema_and_answer(client: httpx.Client, same_pair: tupl
     r = client.post("/v1/chat/completions", json=req)
     assert r.status_code == 200, r.text
     out = r.json()
-    assert set(out) == {"id", "object", "created", "model", "choices", "usage"}
+    assert set(out) == {"id", "object", "created", "model", "system_fingerprint", "choices", "usage"}
     assert out["object"] == "chat.completion" and out["id"].startswith("chatcmpl-")
     assert out["model"] == "evidence" and isinstance(out["created"], int)
     (choice,) = out["choices"]
@@ -276,7 +276,7 @@ def test_chat_completion_schema_and_answer(client: httpx.Client, same_pair: tupl
     ({"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://example.com/face.jpg"}},
         {"type": "text", "text": "Describe this image."}]}]}, 400, "messages[0].content[0]"),
-    ({"stream": True}, 400, "stream"),
+    ({"n": 2}, 400, "n"),
     ({"messages": []}, 422, "messages"),
     ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, 422, "messages[0].content[0]"),
 ])

@@ -131,7 +131,7 @@ def test_training_leaves_vision_untouched_and_exports(bases, dataset, tmp_path):
         assert (out / f).is_file(), f
     keys = load_file(out / "adapter" / "adapter_model.safetensors").keys()
     assert keys and all(".language_model." in k and "lora_" in k for k in keys)
-    assert main(["export", "--adapter", str(out), "--out", str(merged)]) == 0
+    assert main(["train", "merge", "--adapter", str(out), "--out", str(merged)]) == 0
     report = json.loads((merged / "facelm_export.json").read_text())
     assert report["max_abs_diff"] < 1e-4 and report["adapter_effect"] > 1e-3
     # the merged folder is a plain model: same vision weights as the base, changed LM weights

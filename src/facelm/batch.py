@@ -24,13 +24,15 @@ from .csvio import read_csv_lines
 from .errors import InputFormatError
 from .jsonl import JsonlScan, check_writable_file, dumps_line, rewrite_without
 from .outlock import output_lock
+from .schema_version import STAMP_KEYS, stamp
 from .workers import process_pool
 
 REQUIRED = ("file_a", "file_b")
 # Keys of a result record; carried-through CSV columns with these names become input_<name>, in
 # every record alike (a ground-truth `same` column must not be confused with the verdict).
 RESULT_KEYS = frozenset({"index", "error", "same", "score", "threshold", "probability", "confidence",
-                         "scores", "model_verdicts", "differences", "explanation", "a", "b"})
+                         "scores", "model_verdicts", "differences", "explanation", "a", "b",
+                         *STAMP_KEYS})
 FSYNC_EVERY = 32
 
 
@@ -120,7 +122,8 @@ def _record(i: int, row: dict[str, str], paths: tuple[str | None, ...], results:
                            threshold=cfg.threshold).to_dict())
     for k, v in row.items():
         rec["input_" + k if k in RESULT_KEYS else k] = v
-    return rec
+    # Stamped last: resuming reads `{"index": N, "error": ...` from each line's first bytes.
+    return stamp(rec)
 
 
 def run(cfg: BatchConfig, progress: bool = True) -> BatchSummary:

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cli_faces import add_face_option, face_choice, face_note, print_warnings
+from .cli_options import Parser, add_max_pixels, max_pixels_set
 from .errors import FaceLMError
+from .schema_version import dumps as stamped_json
 
 # Command groups that live with their subsystem. Each module has `add_parser(subparsers)`, which
 # adds its commands with `set_defaults(func=handler)`; the modules import nothing heavy at top level.
 GROUPS: dict[str, str] = {
     "data": "facelm.data.cli",
     "train": "facelm.train.cli",
-    "export": "facelm.train.export_cli",
+    "export": "facelm.train.export_cli",   # old name of `train merge`, kept as an alias
     "eval": "facelm.eval.cli",
     "serve": "facelm.serve.cli",
 }
@@ -39,6 +41,7 @@ def _add_verify(sub: Any) -> None:
     p.add_argument("--model", metavar="CKPT", help="write the explanation with a trained model "
                    "(a VerLM checkpoint folder or any `load_model` spec); the verdict stays the "
                    "calibrated score's")
+    add_face_option(p)  # all: compare every face of A with every face of B, judge the best pair
 
 
 def _add_describe(sub: Any) -> None:
@@ -50,6 +53,7 @@ def _add_describe(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", metavar="CKPT", help="answer with a trained model (VerLM checkpoint "
                    "folder or any `load_model` spec) instead of the evidence explainer")
+    add_face_option(p)
 
 
 def _add_analyze(sub: Any) -> None:
@@ -57,11 +61,12 @@ def _add_analyze(sub: Any) -> None:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--fast", action="store_true")
     p.add_argument("--embeddings", action="store_true", help="include the identity embeddings")
+    add_face_option(p)  # all: one JSON object with a `faces` list
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    parser = argparse.ArgumentParser(prog="facelm", description="Face understanding, offline.")
+    parser = Parser(prog="facelm", description="Face understanding, offline.")
     parser.add_argument("--version", action="version", version=f"facelm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_verify(sub)
@@ -70,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="verify a bundled pair and describe a face (no files needed)")
     for module in GROUPS.values():
         add_group(sub, module)
+    add_max_pixels(parser)
     return parser
 
 
@@ -89,18 +95,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from .verify import check_threshold
         check_threshold(args.threshold)
     if args.pairs is not None:
+        face_choice(args, refuse="--pairs")
         return _verify_batch(args)
     if len(args.images) != 2:
         raise SystemExit("facelm verify: give two images (A B), or --pairs CSV --out JSONL")
     if args.model:
+        face_choice(args, refuse="--model")
         return _verify_with_model(args)
     from .api import compare
     cmp = compare(args.images[0], args.images[1], fast=args.fast, threshold=args.threshold,
-                  seed=args.seed)
-    if args.json:
-        print(json.dumps(cmp.to_dict()))
-    else:
-        print(format_comparison(cmp, args.tier))
+                  seed=args.seed, face=face_choice(args))
+    out = cmp.to_dict()
+    print_warnings(out["warnings"])
+    print(stamped_json(out) if args.json else format_comparison(cmp, args.tier))
     return 0
 
 
@@ -125,7 +132,7 @@ def _verify_with_model(args: argparse.Namespace) -> int:
     explanation = vlm.ask(list(args.images), {t: PAIR_QUESTIONS[t] for t in tiers}, seed=args.seed)
     agreement = {t: agrees(x, cmp.same) for t, x in explanation.items()}
     if args.json:
-        print(json.dumps({**cmp.to_dict(), "explanation": explanation, "model": args.model,
+        print(stamped_json({**cmp.to_dict(), "explanation": explanation, "model": args.model,
                           "verdict_agreement": agreement}))
     else:
         lines = [format_comparison(cmp, args.tier)]
@@ -161,7 +168,10 @@ def format_comparison(cmp: Any, tier: str = "both") -> str:
              f"P(same) {cmp.probability:.2f}; SFace {cmp.scores['sface']:.3f}, "
              f"dlib {cmp.scores['dlib']:.3f})"]
     for name, fa in (("A", cmp.a), ("B", cmp.b)):
-        lines.append(f"  {name}: {fa.source}  ({fa.faces_found} face(s) found)")
+        lines.append(f"  {name}: {fa.source}  {face_note(fa)}")
+    if cmp.face_pair is not None:
+        from .multiface import describe_pair
+        lines.append("  " + describe_pair(cmp.face_pair))
     if cmp.explanation is not None:
         if tier in ("concise", "both"):
             lines += ["", "Concise:", "  " + cmp.explanation.concise]
@@ -174,6 +184,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from .api import Description, describe
     from .explain import ASPECT_TITLES, ASPECTS
     if args.model:
+        face_choice(args, refuse="--model")  # before loading the model: refused either way
         from .data.schema import QA_QUESTIONS
         from .models import load_model
         vlm = load_model(args.model)
@@ -181,16 +192,21 @@ def cmd_describe(args: argparse.Namespace) -> int:
         answers = vlm.ask([args.image], {x: QA_QUESTIONS[x] for x in aspects}, seed=args.seed)
         d = Description(analysis=_analyse_for(vlm, args.image, False), answers=answers)
     else:
-        d = describe(args.image, aspect=args.aspect, seed=args.seed)
+        d = describe(args.image, aspect=args.aspect, seed=args.seed, face=face_choice(args))
+    out = d.to_dict()
+    print_warnings(out["warnings"])
     if args.json:
-        print(json.dumps(d.to_dict()))
-    else:
+        print(stamped_json(out))
+    elif isinstance(d, Description):
         print(format_description(d, ASPECT_TITLES))
+    else:
+        from .cli_faces import format_face_set_description
+        print(format_face_set_description(d, ASPECT_TITLES))
     return 0
 
 
 def format_description(d: Any, titles: dict[str, str]) -> str:
-    lines = [f"{d.analysis.source} ({d.analysis.faces_found} face(s) found)"]
+    lines = [f"{d.analysis.source} {face_note(d.analysis)}"]
     for aspect, text in d.answers.items():
         lines += ["", f"{titles.get(aspect, aspect)}:", "  " + text]
     return "\n".join(lines)
@@ -198,7 +214,9 @@ def format_description(d: Any, titles: dict[str, str]) -> str:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .api import analyze
-    print(json.dumps(analyze(args.image, fast=args.fast).to_dict(embeddings=args.embeddings)))
+    out = analyze(args.image, fast=args.fast, face=face_choice(args)).to_dict(embeddings=args.embeddings)
+    print_warnings(out["warnings"])
+    print(stamped_json(out))
     return 0
 
 
@@ -223,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         handler = COMMANDS.get(args.command) or args.func
-        return handler(args)
+        with max_pixels_set(args):
+            return handler(args)
     except FaceLMError as exc:
         print(f"facelm: error: {exc}", file=sys.stderr)
         return 2

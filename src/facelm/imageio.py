@@ -21,11 +21,14 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import FaceLMError, ImageLoadError, ImageTooLargeError
+from .errors import FaceLMError, ImageLoadError, ImageTooLargeError, InputFormatError
 
 # Above this many pixels an image is refused (or, for JPEG, decoded at a reduced scale).
 # 50 MP covers every camera photo users hand to a face tool; 20,000² (400 MP) would need 1.2 GB.
 DEFAULT_MAX_PIXELS = 50_000_000
+# Replaces the default limit process-wide: the CLI's --max-pixels sets it for the command it runs,
+# and worker processes inherit it (an argument would have to be threaded through every layer).
+MAX_PIXELS_ENV = "FACELM_MAX_PIXELS"
 # The reduction factors libjpeg applies while decoding (DCT scaling), at no extra memory cost.
 JPEG_DRAFT_SCALES = (2, 4, 8)
 
@@ -57,12 +60,26 @@ def load_rgb(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     ImageLoadError (missing, empty, truncated, undecodable) or ImageTooLargeError.
     """
     name = name or describe_source(source)
+    if max_pixels == DEFAULT_MAX_PIXELS:   # the default, not a limit the caller chose
+        max_pixels = configured_max_pixels()
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, name)
     if isinstance(source, Image.Image):
         return _pil_to_rgb(_upright(source), name)
     img = _decode(_read_bytes(source, name), name, max_pixels)
     return _pil_to_rgb(_upright(img), name)
+
+
+def configured_max_pixels() -> int:
+    """$FACELM_MAX_PIXELS when set (by --max-pixels), else DEFAULT_MAX_PIXELS."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        return max(1, int(float(text)))
+    except (ValueError, OverflowError):
+        raise InputFormatError(f"{text!r} is not a number of pixels", item=MAX_PIXELS_ENV,
+                               hint="e.g. 100000000 for 100 MP") from None
 
 
 def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:

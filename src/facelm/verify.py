@@ -16,19 +16,25 @@ from .faces.types import FaceAnalysis, _round
 
 @dataclass(frozen=True)
 class Differences:
-    """How the two faces differ, aspect by aspect (b minus a where signed)."""
-    age_gap: float | None                 # |age_a - age_b| in years; None in fast mode
+    """How the two faces differ, aspect by aspect, rounded as the explanation texts state them.
+
+    One rule, so that the JSON, the web table and the texts show the same numbers: a gap between
+    two per-face values that the texts state rounded (ages, angles, brightness) is the gap of the
+    *stated* values ("yaw +12° and -20°, gap 32°" adds up), and every other value is rounded to the
+    precision the texts state it at. The texts format these values and nothing else.
+    """
+    age_gap: int | None                   # |age_a - age_b| of whole-year ages; None in fast mode
     gender_match: bool | None
     expression_a: str | None
     expression_b: str | None
     expression_distance: float | None     # total variation distance of the 7-class distributions
-    yaw_gap: float                        # |yaw_a - yaw_b| in degrees
-    pitch_gap: float
-    roll_gap: float
-    max_abs_yaw: float
-    brightness_gap: float                 # |brightness_a - brightness_b|, 0..1
-    sharpness_ratio: float                # sharper / blurrier, >= 1
-    min_interocular_px: float
+    yaw_gap: int                          # |yaw_a - yaw_b| of whole-degree angles
+    pitch_gap: int
+    roll_gap: int
+    max_abs_yaw: int
+    brightness_gap: float                 # |brightness_a - brightness_b| of whole percentages, 0..1
+    sharpness_ratio: float                # sharper / blurrier, >= 1, one decimal
+    min_interocular_px: int
     geometry_distance: float              # mean relative difference of the landmark ratios
     geometry_largest: tuple[str, float]   # the ratio that differs most, relative difference
 
@@ -45,6 +51,8 @@ class Comparison:
     a: FaceAnalysis
     b: FaceAnalysis
     explanation: Any = None     # facelm.explain.PairExplanation, set by facelm.compare
+    # With --face all: which faces of A and B are the best-matching pair (facelm/multiface.py)
+    face_pair: dict[str, Any] | None = None
 
     @property
     def confidence(self) -> float:
@@ -63,7 +71,10 @@ class Comparison:
             "differences": dataclasses.asdict(self.differences),
             "explanation": None if self.explanation is None else self.explanation.to_dict(),
             "a": self.a.to_dict(embeddings=embeddings), "b": self.b.to_dict(embeddings=embeddings),
+            "warnings": [*self.a.warnings, *self.b.warnings],
         }
+        if self.face_pair is not None:
+            out["face_pair"] = self.face_pair
         return _round(out)
 
 
@@ -101,6 +112,16 @@ def compare_analyses(a: FaceAnalysis, b: FaceAnalysis, *, threshold: float | Non
                       scores=s, model_verdicts=verdicts, differences=differences(a, b), a=a, b=b)
 
 
+def whole(x: float) -> int:
+    """A value as the texts state it in whole units (degrees, years, pixels, percent)."""
+    return int(round(x))
+
+
+def stated_gap(x: float, y: float) -> int:
+    """Gap of the stated (whole) values, so "yaw +12° and -20° (gap 32°)" adds up (and audits)."""
+    return abs(whole(x) - whole(y))
+
+
 def differences(a: FaceAnalysis, b: FaceAnalysis) -> Differences:
     aa, ab = a.attributes, b.attributes
     have = aa is not None and ab is not None
@@ -108,20 +129,22 @@ def differences(a: FaceAnalysis, b: FaceAnalysis) -> Differences:
     rel = {k: abs(ga[k] - gb[k]) / max((ga[k] + gb[k]) / 2, 1e-6) for k in ga}
     largest = max(rel, key=rel.get)
     sa, sb = max(a.quality.sharpness, 1e-6), max(b.quality.sharpness, 1e-6)
+    pa, pb = a.pose, b.pose
     return Differences(
-        age_gap=abs(aa.age - ab.age) if have else None,
+        age_gap=stated_gap(aa.age, ab.age) if have else None,
         gender_match=(aa.gender == ab.gender) if have else None,
         expression_a=aa.expression if have else None,
         expression_b=ab.expression if have else None,
-        expression_distance=_tv(aa.expression_probs, ab.expression_probs) if have else None,
-        yaw_gap=abs(a.pose.yaw - b.pose.yaw), pitch_gap=abs(a.pose.pitch - b.pose.pitch),
-        roll_gap=abs(a.pose.roll - b.pose.roll),
-        max_abs_yaw=max(abs(a.pose.yaw), abs(b.pose.yaw)),
-        brightness_gap=abs(a.quality.brightness - b.quality.brightness),
-        sharpness_ratio=max(sa, sb) / min(sa, sb),
-        min_interocular_px=min(a.quality.interocular_px, b.quality.interocular_px),
-        geometry_distance=float(np.mean(list(rel.values()))),
-        geometry_largest=(largest, rel[largest]),
+        expression_distance=round(_tv(aa.expression_probs, ab.expression_probs), 2) if have else None,
+        yaw_gap=stated_gap(pa.yaw, pb.yaw), pitch_gap=stated_gap(pa.pitch, pb.pitch),
+        roll_gap=stated_gap(pa.roll, pb.roll),
+        max_abs_yaw=max(abs(whole(pa.yaw)), abs(whole(pb.yaw))),
+        # brightness is stated as a whole percentage of full scale
+        brightness_gap=stated_gap(a.quality.brightness * 100, b.quality.brightness * 100) / 100,
+        sharpness_ratio=round(max(sa, sb) / min(sa, sb), 1),
+        min_interocular_px=whole(min(a.quality.interocular_px, b.quality.interocular_px)),
+        geometry_distance=round(float(np.mean(list(rel.values()))), 3),
+        geometry_largest=(largest, round(rel[largest], 3)),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 ASPECT_HELP = ("comma-separated, among demographics, facial_structure, skin_texture, expression, "
@@ -102,10 +103,17 @@ def _add_pairs(dsub: Any) -> None:
 
 
 def _add_export(dsub: Any) -> None:
-    p = dsub.add_parser("export", help="write a dataset for LLaMA-Factory, ms-swift or HF datasets")
+    p = dsub.add_parser("export", help="write a dataset for LLaMA-Factory, ms-swift or HF datasets",
+                        description="Write DEST/NAME/ (one folder per dataset; LLaMA-Factory's "
+                                    "dataset_info.json in DEST). A folder another dataset wrote is "
+                                    "never overwritten.")
     p.add_argument("dataset", metavar="OUTDIR", help="a folder made by `facelm data qa|pairs`")
     p.add_argument("--format", required=True, choices=("llamafactory", "swift", "hf"))
     p.add_argument("--to", required=True, metavar="DEST", help="destination folder")
+    p.add_argument("--images", choices=("absolute", "relative", "copy"), default="absolute",
+                   help="image paths in llamafactory/swift exports: absolute; relative to DEST; "
+                        "or copy the photos into DEST/NAME/images/ (DEST can then move as it is). "
+                        "hf embeds the photos")
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="share of identities held out for the test split (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
@@ -154,8 +162,10 @@ def cmd_pairs(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import ExportConfig, export
     cfg = ExportConfig(dataset=args.dataset, format=args.format, to=args.to,
-                       test_fraction=args.test_fraction, seed=args.seed, name=args.name)
+                       test_fraction=args.test_fraction, seed=args.seed, name=args.name,
+                       images=args.images)
     s = export(cfg)
-    print(f"{args.to}: {s['train']} train and {s['test']} test examples ({s['dropped']} pairs "
+    where = Path(args.to) / (args.name or Path(args.dataset).resolve().name)
+    print(f"{where}: {s['train']} train and {s['test']} test examples ({s['dropped']} pairs "
           f"dropped for straddling the split), format {args.format}", file=sys.stderr)
     return 0

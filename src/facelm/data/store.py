@@ -24,6 +24,7 @@ from typing import Any
 from ..atomic import write_atomic
 from ..errors import InputFormatError
 from ..jsonl import JsonlScan, dumps_line, read_repaired
+from ..schema_version import stamp
 
 RECORDS, FAILURES, MANIFEST = "records.jsonl", "failures.jsonl", "manifest.json"
 FSYNC_EVERY = 64
@@ -81,7 +82,8 @@ class JsonlAppender:
         self._inflight: Any = None
 
     def append(self, obj: dict[str, Any]) -> None:
-        data = dumps_line(obj).encode("utf-8")  # U+2028 & co. escaped: one record, one line
+        # Stamped after the record's fields: resuming reads the key from each line's first bytes.
+        data = dumps_line(stamp(obj)).encode("utf-8")  # U+2028 & co. escaped: one line each
         os.write(self._fd, data)   # one write per line: no interleaving, at most one torn line
         self._pending += 1
         if self._pending >= FSYNC_EVERY or time.monotonic() - self._last_sync > FSYNC_SECONDS:
@@ -141,7 +143,7 @@ class DatasetStore:
         self.failures.close()
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_atomic(self.dir / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
+        write_atomic(self.dir / MANIFEST, json.dumps(stamp(manifest), indent=2, ensure_ascii=False))
 
 
 def read_manifest(out: str | Path) -> dict[str, Any]:

@@ -144,7 +144,8 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
     phat, d = k / n, 1 + z * z / n
     centre = (phat + z * z / (2 * n)) / d
     half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / d
-    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+    # min/max with phat: in floating point the bounds can miss phat by an ulp at k = 0 or k = n
+    return [float(max(0.0, min(phat, centre - half))), float(min(1.0, max(phat, centre + half)))]
 
 
 def far_ratio(g: np.ndarray, y: np.ndarray, p: np.ndarray, per: Mapping[str, Mapping[str, Any]],
@@ -173,6 +174,7 @@ def _photo_row_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     g = [(norm_gender(r["label"].get("gender")), r["est"]["gender"]) for r in rows
          if norm_gender(r["label"].get("gender"))]
     out["gender_accuracy"] = float(np.mean([a == b for a, b in g])) if g else None
+    out["gender_photos"] = len(g)  # the accuracy's denominator (for its interval)
     ages = [(age_label(r["label"].get("age")), float(r["est"]["age"])) for r in rows]
     exact = [(lab[0], est) for lab, est in ages if lab is not None and lab[0] == lab[1]]
     out["age_mae"] = float(np.mean([abs(a - b) for a, b in exact])) if exact else None

@@ -25,10 +25,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..explain import evidence as E
 from ..explain.claims import Claim, extract_claims
-from ..explain.pair import stated_gap
 from ..faces.types import FaceAnalysis
 from ..teacher.labels import canonical_gender
-from ..verify import Comparison
+from ..verify import Comparison, stated_gap
 from .faithfulness_scores import SCORE_KINDS, check_score, pair_comparison
 
 STATUSES = ("supported", "contradicted", "uncheckable")

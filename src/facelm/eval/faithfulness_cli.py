@@ -117,25 +117,27 @@ def _analyse_into(cache: Path, todo: list[str], done: dict[str, Any], progress: 
     from tqdm.auto import tqdm
     from ..errors import FaceLMError
     from ..faces.analysis import analyse_or_error
+    from ..schema_version import stamp
     with cache.open("a", encoding="utf-8") as fh:
         for p in tqdm(todo, desc="analyse photos", unit="photo", disable=not progress):
             a = analyse_or_error(p)  # one bad photo makes its claims uncheckable, no more
             a, err = (None, str(a)) if isinstance(a, FaceLMError) else (a, None)
             done[p] = a
-            fh.write(json.dumps({"path": p, "error": err, "analysis": None if a is None
-                                 else a.to_dict(embeddings=True)}) + "\n")
+            fh.write(json.dumps(stamp({"path": p, "error": err, "analysis": None if a is None
+                                       else a.to_dict(embeddings=True)})) + "\n")
 
 
 def write_faithfulness_report(out: Path, items: list, checks: list, summary: dict[str, Any],
                               settings: dict[str, Any]) -> None:
     from ..jsonl import dumps_line
+    from ..schema_version import stamp
     from .faithfulness import GROUPS, STATUSES
     from .metrics_report import markdown_table, save_config, write_json
-    write_json(out / "faithfulness.json", summary)
+    write_json(out / "faithfulness.json", summary, stamped=False)  # model name -> scores
     with (out / "claims.jsonl").open("w", encoding="utf-8") as fh:
         for it, cs in zip(items, checks):
-            fh.write(dumps_line({"id": it.id, "model": it.model,
-                                 "claims": [c.to_dict() for c in cs]}))
+            fh.write(dumps_line(stamp({"id": it.id, "model": it.model,
+                                       "claims": [c.to_dict() for c in cs]})))
     _plot(out / "faithfulness.png", summary)
     save_config(out, "facelm eval faithfulness", settings)
 

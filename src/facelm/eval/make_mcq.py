@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from ..csvio import read_csv
 from ..errors import InputFormatError
+from ..schema_version import dumps as stamped_json
 from .fairness import age_group_index
 
 POSTPEND = "Please answer the question and provide only the correct option letter, e.g., A, B, C, D."
@@ -215,5 +216,5 @@ def make_mcq(cfg: MakeMCQConfig) -> list[Path]:
         w = _Writer(out, root, random.Random(f"{cfg.seed}:{name}"))  # per file: stable if others change
         build(w, rows, cfg.per_file)
         written.append(w.save(name, *meta))
-    (out / "config.json").write_text(json.dumps({"make_mcq": asdict(cfg)}, indent=2) + "\n", encoding="utf-8")
+    (out / "config.json").write_text(stamped_json({"make_mcq": asdict(cfg)}, indent=2) + "\n", encoding="utf-8")
     return written

@@ -22,8 +22,15 @@ LETTERS = "ABCDEFGHIJ"
 TOP_KEYS = ("category", "sub-category", "questions")
 QUESTION_KEYS = ("image_paths", "question_text", "options", "correct_answer_option")
 
-# The FaceLLM paper's Table 4 columns (FaceXBench's six task groups), keyed by sub-category; a
-# sub-category not listed here falls under its file's own `category`.
+# The FaceLLM paper's Table 4 columns are FaceXBench's six task groups, and each FaceXBench file
+# names its group in its JSON `category`; the headline row follows that field (so headpose, whose
+# files say `face_localization`, is under Face Localization, as FaceXBench's own scoring has it).
+CATEGORY_TASKS = {
+    "bias_fairness": "Bias & Fairness", "face_recognition": "Face Recognition",
+    "fas_deepfakes": "Face Authentication", "attributes_expression": "Face Analysis",
+    "face_localization": "Face Localization", "tools_use": "Face Tools Use",
+}
+# Sub-task titles, and the group of a sub-category whose file has a category not listed above.
 TASKS: dict[str, tuple[str, str]] = {   # sub-category -> (task column, sub-task title)
     "age": ("Bias & Fairness", "Age Estimation"),
     "gender": ("Bias & Fairness", "Gender Prediction"),
@@ -35,7 +42,7 @@ TASKS: dict[str, tuple[str, str]] = {   # sub-category -> (task column, sub-task
     "deepfakes": ("Face Authentication", "Deepfake Detection"),
     "attributes": ("Face Analysis", "Attributes Prediction"),
     "expression": ("Face Analysis", "Expression Recognition"),
-    "headpose": ("Face Analysis", "Headpose Estimation"),
+    "headpose": ("Face Localization", "Headpose Estimation"),
     "crowd_counting": ("Face Localization", "Crowd Counting"),
     "segmentation": ("Face Localization", "Face Parsing"),
     "tools_retrieval": ("Face Tools Use", "Face Tools Retrieval"),
@@ -67,11 +74,13 @@ class Task:
     context: str
     questions: tuple[Question, ...] = field(repr=False)
     warnings: tuple[str, ...] = ()   # quirks kept as they are (e.g. answer text != letter)
+    source: str = ""                 # the JSON file's path (FaceXBench's results layout copies it)
 
     @property
     def task(self) -> str:
-        """The paper's task column this sub-task belongs to."""
-        return TASKS.get(self.sub_category, (self.category, ""))[0]
+        """The paper's task column: the file's JSON `category`, else its sub-category's group."""
+        return CATEGORY_TASKS.get(self.category) or TASKS.get(self.sub_category,
+                                                               (self.category, ""))[0]
 
     @property
     def title(self) -> str:
@@ -159,7 +168,7 @@ def load_task(path: Path, images_root: Path | None = None) -> Task:
                 prepend_text=str(data.get("prepend_text", "")),
                 postpend_text=str(data.get("postpend_text", "")),
                 context=str(data.get("context", "")), questions=tuple(questions),
-                warnings=tuple(quirks))
+                warnings=tuple(quirks), source=str(path))
 
 
 def load_benchmark(path: Path, images_root: Path | None = None) -> list[Task]:

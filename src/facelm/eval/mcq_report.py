@@ -6,11 +6,11 @@ aggregate_results.py computes it; "answered accuracy" leaves those out, for diag
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..schema_version import dumps as stamped_json
 from .mcq import TASK_ORDER, TASKS
 from .metrics_report import markdown_table
 
@@ -35,6 +35,17 @@ def _group(records: Sequence[dict], key: str) -> dict[str, dict]:
     return {k: _tally(v) for k, v in groups.items()}
 
 
+def _extractors(records: Sequence[dict]) -> dict[str, dict]:
+    """Accuracy under each answer reading, when both were made (mcq_facexbench.rescore)."""
+    if not records or not all("pred_facexbench" in r for r in records):
+        return {}
+    out = {}
+    for name in ("facelm", "facexbench"):
+        correct = sum(r[f"pred_{name}"] == r["correct"] for r in records)
+        out[name] = {"correct": correct, "accuracy": 100.0 * correct / len(records)}
+    return out
+
+
 def summarise(records: Sequence[dict]) -> dict[str, Any]:
     """The report's numbers (also written as results.json)."""
     by_task = _group(records, "task")
@@ -46,7 +57,8 @@ def summarise(records: Sequence[dict]) -> dict[str, Any]:
     subs = dict(sorted(subs.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
     return {"overall": _tally(records), "tasks": ordered, "sub_tasks": subs, "files": _group(records, "file"),
             "categories": _group(records, "category"),  # FaceXBench's own JSON categories
-            "num_images": _group(records, "num_images"), "error_examples": errors[:20]}
+            "num_images": _group(records, "num_images"), "error_examples": errors[:20],
+            "extractors": _extractors(records)}
 
 
 def _pct(x: float | None) -> str:
@@ -56,6 +68,16 @@ def _pct(x: float | None) -> str:
 def _task_title(sub: str) -> tuple[str, str]:
     task, title = TASKS.get(sub, ("", sub))
     return task, f"{title} (`{sub}`)"
+
+
+def _extractor_lines(summary: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    ex = summary.get("extractors")
+    if not ex:
+        return [""]
+    return ["", f"Overall accuracy by answer reading (this report uses `--extractor "
+                f"{config.get('extractor', 'facelm')}`): facelm's extractor "
+                f"{_pct(ex['facelm']['accuracy'])}, FaceXBench's aggregate_results.py "
+                f"{_pct(ex['facexbench']['accuracy'])}.", ""]
 
 
 def markdown(summary: dict[str, Any], model: str, config: dict[str, Any]) -> str:
@@ -69,7 +91,7 @@ def markdown(summary: dict[str, Any], model: str, config: dict[str, Any]) -> str
              markdown_table(["Models", "Overall", *TASK_ORDER],
                             [[model, _pct(o["accuracy"]),
                               *(_pct(summary["tasks"].get(t, {}).get("accuracy")) for t in TASK_ORDER)]]),
-             "", "## Sub-tasks", "",
+             *_extractor_lines(summary, config), "## Sub-tasks", "",
              markdown_table(["task", "sub-task", "questions", "accuracy", "unparsed", "failed",
                              "answered accuracy", "loglik / generate"],
                             [[*_task_title(sub), t["questions"], _pct(t["accuracy"]), t["unparsed"],
@@ -115,19 +137,43 @@ def plots(summary: dict[str, Any], model: str, out_dir: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=120)
     plt.close(fig)
     if len(subs) >= 3:
-        ang = np.linspace(0, 2 * np.pi, len(subs), endpoint=False)
-        fig = plt.figure(figsize=(5, 5))
-        ax = fig.add_subplot(polar=True)
-        ax.plot(np.r_[ang, ang[:1]], np.r_[acc, acc[:1]], color="#3b6ea8")
-        ax.fill(np.r_[ang, ang[:1]], np.r_[acc, acc[:1]], color="#3b6ea8", alpha=0.25)
-        ax.set_xticks(ang, names, fontsize=8)
-        ax.set_ylim(0, 100)
-        ax.set_title(model)
-        fig.tight_layout()
+        fig = radar_figure(names, acc, model)
         written.append(out_dir / "radar.png")
-        fig.savefig(written[-1], dpi=120)
+        fig.savefig(written[-1], dpi=120, bbox_inches="tight")
         plt.close(fig)
     return written
+
+
+def radar_figure(names: Sequence[str], acc: Sequence[float], title: str) -> Any:
+    """Accuracy per sub-task on spokes from the top, clockwise. The sub-task names sit outside the
+    100 % ring, aligned away from the centre, and the % ticks sit between the first two spokes on a
+    white ground, so no label is drawn over the grid or the accuracy line."""
+    import textwrap
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    ang = np.linspace(0, 2 * np.pi, len(names), endpoint=False)
+    fig = plt.figure(figsize=(5.5, 5.5))
+    ax = fig.add_subplot(polar=True)
+    ax.set_theta_offset(np.pi / 2)
+    ax.set_theta_direction(-1)
+    ax.plot(np.r_[ang, ang[:1]], np.r_[acc, acc[:1]], color="#3b6ea8")
+    ax.fill(np.r_[ang, ang[:1]], np.r_[acc, acc[:1]], color="#3b6ea8", alpha=0.25)
+    ax.set_ylim(0, 100)
+    ax.set_xticks(ang, [""] * len(names))
+    for a, name in zip(ang, names):
+        x, y = np.sin(a), np.cos(a)  # where the spoke points on the page (top = 0, clockwise)
+        ax.text(a, 112, textwrap.fill(name, 16), fontsize=8, va="center" if abs(y) < 0.3 else
+                ("bottom" if y > 0 else "top"), ha="center" if abs(x) < 0.3 else
+                ("left" if x > 0 else "right"))
+    ax.set_rlabel_position(float(np.degrees(ang[1] / 2)))
+    ax.set_yticks([25, 50, 75, 100], ["25", "50", "75", ""], fontsize=7, color="grey")  # 100: the rim
+    for t in ax.get_yticklabels():
+        t.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+    ax.set_title(f"{title}: accuracy (%) per sub-task", pad=40)
+    return fig
 
 
 def write_report(records: Sequence[dict], model: str, config: dict[str, Any], out_dir: Path,
@@ -135,8 +181,8 @@ def write_report(records: Sequence[dict], model: str, config: dict[str, Any], ou
     """report.md, results.json, config.json and the PNGs in out_dir; returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(records)
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    (out_dir / "results.json").write_text(json.dumps({"model": model, **summary}, indent=2) + "\n",
+    (out_dir / "config.json").write_text(stamped_json(config, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "results.json").write_text(stamped_json({"model": model, **summary}, indent=2) + "\n",
                                           encoding="utf-8")
     (out_dir / "report.md").write_text(markdown(summary, model, config.get("mcq", config)),
                                        encoding="utf-8")

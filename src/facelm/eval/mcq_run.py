@@ -8,7 +8,7 @@ Two scoring modes:
 "auto" is loglik where the model implements it, else generate.
 
 A failing question (missing image, no face, model error) is recorded with its error and scored
-wrong; the run goes on. Predictions are appended to predictions.jsonl, so an interrupted run resumes.
+wrong; the run goes on (`check_failures` then fails the run when too many did). Predictions are appended to predictions.jsonl, so an interrupted run resumes.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 from ..data.store import repair
 from ..errors import FaceLMError, InputFormatError
 from ..outlock import output_lock
+from ..schema_version import dumps as stamped_json
 from .extract import extract_choice
 from .mcq import LETTERS, Question, Task, build_prompt
 
@@ -35,13 +36,21 @@ class MCQConfig:
     limit: int | None = None        # first N questions of each file (quick runs)
     images_root: str | None = None
     batch_size: int = 1             # generation mode: questions per generate_batch call
+    extractor: str = "facelm"       # which answer reading scores the report (mcq_facexbench.py)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _missing_images(q: Question) -> list[str]:
-    return [p for p in q.image_paths if not Path(p).is_file()]
+def question_images(task: Task, q: Question) -> list[str]:
+    """The images a question is asked with. FaceXBench's zero-image questions (tools_retrieval,
+    `num_images: "zero"`) carry a black placeholder that their prompt says to ignore: they are
+    asked text-only, so a missing placeholder is no failure and no model studies a black square."""
+    return [] if task.num_images == "zero" else list(q.image_paths)
+
+
+def _missing_images(task: Task, q: Question) -> list[str]:
+    return [p for p in question_images(task, q) if not Path(p).is_file()]
 
 
 def _argmax_or_tie(scores: Sequence[float]) -> str | None:
@@ -59,7 +68,7 @@ def _base_record(task: Task, q: Question) -> dict[str, Any]:
 def answer_question(model: Any, task: Task, q: Question, cfg: MCQConfig) -> dict[str, Any]:
     """One scored record for one question; never raises for the question's own problems."""
     rec = _base_record(task, q)
-    missing = _missing_images(q)
+    missing = _missing_images(task, q)
     if missing:
         rec["error"] = (f"image missing: {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
                         + "; put the benchmark's images/ beside its JSON files or pass --images ROOT")
@@ -68,13 +77,13 @@ def answer_question(model: Any, task: Task, q: Question, cfg: MCQConfig) -> dict
     try:
         if cfg.mode in ("auto", "loglik"):
             try:
-                scores = model.score_choices(list(q.image_paths), prompt, list(q.options))
+                scores = model.score_choices(question_images(task, q), prompt, list(q.options))
                 rec.update(mode="loglik", scores=[round(float(s), 4) for s in scores],
                            pred=_argmax_or_tie(scores))
             except NotImplementedError as exc:
                 rec["fallback"] = str(exc)
         if rec["mode"] is None:
-            out = model.generate(list(q.image_paths), prompt, max_new_tokens=cfg.max_new_tokens,
+            out = model.generate(question_images(task, q), prompt, max_new_tokens=cfg.max_new_tokens,
                                  do_sample=False, seed=cfg.seed)
             rec.update(mode="generate", output=out, pred=extract_choice(out, q.options))
     except FaceLMError as exc:
@@ -88,10 +97,10 @@ def answer_question(model: Any, task: Task, q: Question, cfg: MCQConfig) -> dict
 def answer_batch(model: Any, batch: Sequence[tuple[Task, Question]], cfg: MCQConfig) -> list[dict[str, Any]]:
     """Generation mode, many questions per `generate_batch` call (models that batch override it).
     If the batched call fails, each question is asked alone, so a failure is pinned to its question."""
-    ready = [(t, q) for t, q in batch if not _missing_images(q)]
+    ready = [(t, q) for t, q in batch if not _missing_images(t, q)]
     outs: dict[tuple[str, str], str] = {}
     if len(ready) > 1:
-        items = [(list(q.image_paths), build_prompt(t, q, prepend=cfg.prepend_text)) for t, q in ready]
+        items = [(question_images(t, q), build_prompt(t, q, prepend=cfg.prepend_text)) for t, q in ready]
         try:
             texts = model.generate_batch(items, max_new_tokens=cfg.max_new_tokens, do_sample=False,
                                          seed=cfg.seed)
@@ -155,7 +164,7 @@ def _run_mcq(model: Any, tasks: Sequence[Task], cfg: MCQConfig, out_dir: Path,
     from tqdm import tqdm
     _check_resume(out_dir, cfg)
     if not (out_dir / "config.json").exists():  # so an interrupted run is also guarded on resume
-        (out_dir / "config.json").write_text(json.dumps({"mcq": cfg.to_dict()}, indent=2) + "\n",
+        (out_dir / "config.json").write_text(stamped_json({"mcq": cfg.to_dict()}, indent=2) + "\n",
                                              encoding="utf-8")
     pred_path = out_dir / "predictions.jsonl"
     done = _done_keys(pred_path)
@@ -169,8 +178,21 @@ def _run_mcq(model: Any, tasks: Sequence[Task], cfg: MCQConfig, out_dir: Path,
             chunk = pending[i: i + step]
             recs = answer_batch(model, chunk, cfg) if step > 1 else [answer_question(model, *chunk[0], cfg)]
             for rec in recs:
-                f.write(json.dumps(rec) + "\n")
+                f.write(stamped_json(rec) + "\n")  # stamp after the key: see repair
                 done[(rec["file"], rec["id"])] = rec
             f.flush()
             bar.update(len(chunk))
     return [done[(t.file, q.id)] for t, q in todo]
+
+
+def check_failures(records: Sequence[dict[str, Any]], max_share: float, out_dir: Path) -> None:
+    """FaceLMError (one line, exit 2) when more than `max_share` of the questions failed (missing
+    images, model errors): a score over questions that were never asked is not a result. The
+    report is written before this check, so the failures can be read there."""
+    failed = [r for r in records if r.get("error")]
+    if records and len(failed) / len(records) > max_share:
+        reason = " ".join(str(failed[0]["error"]).split())   # one line, whatever the model said
+        raise FaceLMError(f"{len(failed)} of {len(records)} questions failed "
+                          f"({len(failed) / len(records):.0%}, above --max-failed-share "
+                          f"{max_share:g}); first: {reason}", item=str(out_dir),
+                          hint="report.md and predictions.jsonl there list every failure")

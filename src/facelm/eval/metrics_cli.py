@@ -67,15 +67,16 @@ def handler(args: argparse.Namespace) -> int:
 def write_metrics_report(out: Path, res: Any, cfg: Any, inputs: dict[str, str]) -> None:
     """report.md, metrics.json, details.json, per_item.jsonl, metrics.png, config.json."""
     from dataclasses import asdict
+    from ..schema_version import stamp
     from .metrics_report import bar_and_hist_png, markdown_table, save_config, write_json
     main = res.main_scores()
-    write_json(out / "metrics.json", main)
+    write_json(out / "metrics.json", main, stamped=False)  # exactly the metric keys
     write_json(out / "details.json", {"n_items": len(res.ids), "scores": res.scores,
                                       "tokenizer": res.tokenizer, "notes": res.notes,
                                       "timings_s": res.timings})
     with (out / "per_item.jsonl").open("w", encoding="utf-8") as fh:
         for n, i in enumerate(res.ids):
-            fh.write(json.dumps({"id": i, **{k: v[n] for k, v in res.per_item.items()}}) + "\n")
+            fh.write(json.dumps(stamp({"id": i, **{k: v[n] for k, v in res.per_item.items()}})) + "\n")
     bars = {k: v for k, v in main.items() if k != "CIDEr"}
     bar_and_hist_png(out / "metrics.png", f"{len(res.ids)} items (CIDEr {main.get('CIDEr', 0):.3f}"
                      " not drawn: other scale)", bars,

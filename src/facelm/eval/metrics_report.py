@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import FaceLMError
+from ..schema_version import stamp
 
 
 def prepare_out(out: str | Path) -> Path:
@@ -24,8 +25,12 @@ def prepare_out(out: str | Path) -> Path:
     return out
 
 
-def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+def write_json(path: Path, obj: Any, *, stamped: bool = True) -> None:
+    """`obj` as indented JSON, stamped with the schema and facelm versions (facelm.schema_version)
+    unless stamped=False: a flat map of scores by metric or model name stays exactly that map, so
+    that a reader iterating it meets no other key (its folder's config.json carries the stamp)."""
+    text = json.dumps(stamp(obj) if stamped else obj, indent=2, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def environment() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ..csvio import read_csv, read_csv_lines
 from ..data.store import repair
 from ..errors import FaceLMError, InputFormatError
 from ..outlock import output_lock
+from ..schema_version import dumps as stamped_json
 
 SCORES = ("fused", "sface", "dlib")
 FAIL_SCORE = -1.0  # a pair with a failed photo is a rejection, as a deployed system would decide
@@ -175,7 +176,7 @@ def attribute_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         with open(cache_path, "a", encoding="utf-8") as f:
             for name, est in tqdm(zip(todo, results), total=len(todo), desc="attributes", disable=args.quiet):
                 done[name] = {"file": name, **est}
-                f.write(json.dumps(done[name]) + "\n")
+                f.write(stamped_json(done[name]) + "\n")
     finally:
         if pool:
             pool.shutdown()

@@ -1,10 +1,11 @@
 """The `facelm eval verify` report: report.md, results.json, config.json, roc.png, fairness.png."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from ..schema_version import dumps as stamped_json
+from .fairness import wilson
 from .metrics_report import markdown_table
 
 MODEL_NAMES = {"fused": "fused (shipped)", "sface": "SFace", "dlib": "dlib ResNet"}
@@ -100,30 +101,57 @@ def _attributes_md(a: dict[str, Any]) -> list[str]:
     return lines
 
 
-def fairness_plot(report: dict[str, Any], path: Path) -> bool:
-    """Bars of the headline metric per group: verification accuracy and gender accuracy."""
+Bar = tuple[str, float, int, list[float]]   # label "group (n=N)", rate, n, 95 % interval
+
+
+def _bars(groups: dict[str, dict], rate: str, count: str) -> list[Bar]:
+    out = []
+    for g, r in groups.items():
+        v, n = r.get(rate), r.get(count)
+        if g == "unknown" or v is None or not n:
+            continue
+        out.append((f"{g} (n={n})", float(v), int(n), wilson(round(v * n), n)))
+    return out
+
+
+def fairness_panels(report: dict[str, Any]) -> list[tuple[str, list[Bar]]]:
+    """The fairness chart's panels: verification accuracy per group (n = pairs) and gender
+    accuracy per group (n = photos with a gender label), each with its Wilson 95 % interval."""
     panels = []
     for attribute, fr in report.get("verification", {}).get("fairness", {}).items():
         panels.append((f"verification accuracy by {attribute} ({fr['source']})",
-                       {g: r["accuracy"] for g, r in fr["groups"].items() if g != "unknown"}))
+                       _bars(fr["groups"], "accuracy", "pairs")))
     for attribute, block in report.get("attributes", {}).get("by", {}).items():
         panels.append((f"gender accuracy by {attribute} (labels)",
-                       {g: r["gender_accuracy"] for g, r in block["groups"].items()
-                        if r["gender_accuracy"] is not None}))
-    panels = [p for p in panels if p[1]]
+                       _bars(block["groups"], "gender_accuracy", "gender_photos")))
+    return [p for p in panels if p[1]]
+
+
+def fairness_plot(report: dict[str, Any], path: Path) -> bool:
+    """Bars of the headline metric per group, with n in each label and the 95 % interval as an
+    error bar. The axis runs from 0 so bar lengths compare; a 1-pair group shows a wide interval
+    instead of looking like a 184-pair one."""
+    panels = fairness_panels(report)
     if not panels:
         return False
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(panels), 1, figsize=(6, 2.3 * len(panels)), squeeze=False)
-    for ax, (title, vals) in zip(axes[:, 0], panels):
-        ax.barh(list(vals), list(vals.values()), color="#3b6ea8")
-        lo = min(vals.values())
-        ax.set_xlim(max(0.0, lo - 0.1), 1.0)
-        ax.set_title(title, fontsize=9)
-        for i, v in enumerate(vals.values()):
-            ax.text(v, i, f" {v:.3f}", va="center", fontsize=7)
+    import numpy as np
+    height = 0.6 + 0.45 * sum(len(bars) + 2 for _, bars in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6.5, height), squeeze=False)
+    for ax, (title, bars) in zip(axes[:, 0], panels):
+        v = np.array([b[1] for b in bars])
+        ci = np.array([b[3] for b in bars])
+        y = np.arange(len(bars))
+        ax.barh(y, v, color="#8fb3d9", xerr=[np.maximum(v - ci[:, 0], 0), np.maximum(ci[:, 1] - v, 0)], ecolor="#222222", capsize=3)
+        ax.set_yticks(y, [b[0] for b in bars], fontsize=8)
+        ax.invert_yaxis()  # groups top to bottom in the report's order
+        ax.set_xlim(0.0, 1.25)  # from 0; the room right of 1 holds the value labels
+        ax.set_xticks(np.linspace(0, 1, 6))
+        ax.set_title(title + "; lines: 95 % Wilson interval", fontsize=9)
+        for i, (val, hi) in enumerate(zip(v, ci[:, 1])):
+            ax.text(hi + 0.01, i, f"{val:.3f}", va="center", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -131,8 +159,8 @@ def fairness_plot(report: dict[str, Any], path: Path) -> bool:
 
 
 def write_verify_report(report: dict[str, Any], out: Path) -> None:
-    (out / "config.json").write_text(json.dumps(report["config"], indent=2) + "\n", encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "config.json").write_text(stamped_json(report["config"], indent=2) + "\n", encoding="utf-8")
+    (out / "results.json").write_text(stamped_json(report, indent=2) + "\n", encoding="utf-8")
     lines = ["# Verification protocol and fairness", ""]
     if "verification" in report:
         lines += ["## Protocol", ""] + _protocol_md(report["verification"]) + [""]

@@ -12,7 +12,7 @@ from ..faces.types import FaceAnalysis
 from . import evidence as E
 from .hedges import attribute_hedge, flag_clauses, pitch_phrase, roll_phrase, yaw_phrase
 from .phrasing import (age_span, age_years, article, capitalise, deg, join_list, pct, pick, px,
-                       ratio, rng_for, sentences, share, signed_deg)
+                       ratio, rng_for, sentences, share, signed_deg, years)
 
 ASPECTS = ("demographics", "facial_structure", "skin_texture", "expression", "lighting_quality",
            "pose", "forensic", "general")
@@ -31,8 +31,9 @@ _NOT_ESTIMATED = ("{what} {were} not estimated for this face: it was analysed in
 
 
 def face_key(a: FaceAnalysis) -> tuple:
-    """Stable fields of the input that, with the seed, pick the wording."""
-    return (a.source, tuple(a.image_size), a.faces_found, round(a.quality.interocular_px, 1),
+    """Measured fields of the input that, with the seed, pick the wording. Not the file's path:
+    the CLI (a path) and the HTTP API (an upload's name) must word the same photo identically."""
+    return (tuple(a.image_size), a.faces_found, round(a.quality.interocular_px, 1),
             round(a.pose.yaw), a.attributes is not None)
 
 
@@ -80,14 +81,14 @@ def _demographics(a: FaceAnalysis, rng: random.Random) -> str:
     lo, hi = at.age_range
     age = age_years(at.age)
     if round(hi) - round(lo) >= 2:
-        age_s = pick(rng, ("The age model estimates about {age} years (10th–90th percentile {span}).",
-                           "Estimated age: about {age} years, with the model's likely range {span}."),
-                     age=age, span=age_span(lo, hi))
+        age_s = pick(rng, ("The age model estimates about {age} (10th–90th percentile {span}).",
+                           "Estimated age: about {age}, with the model's likely range {span}."),
+                     age=years(age), span=age_span(lo, hi))
     else:
-        age_s = pick(rng, ("The age model estimates about {age} years; its spread is narrow, which "
+        age_s = pick(rng, ("The age model estimates about {age}; its spread is narrow, which "
                            "reflects the model's certainty, not its accuracy.",
-                           "Estimated age: about {age} years (a narrow model spread, which is not "
-                           "the same as being accurate)."), age=age)
+                           "Estimated age: about {age} (a narrow model spread, which is not "
+                           "the same as being accurate)."), age=years(age))
     caveat = E.age_caveat(a)
     if caveat == "child":
         age_s += " " + pick(rng, ("Age estimates for apparent children and infants are unreliable, "
@@ -293,9 +294,9 @@ def _general(a: FaceAnalysis, rng: random.Random) -> str:
         top = max(at.expression_probs.values())
         expr = (f"{article(at.expression)} {at.expression} expression" if top >= E.FLAT_EXPRESSION
                 else "an ambiguous expression")
-        who = pick(rng, ("The models estimate a {g} of about {age} years with {e}.",
-                         "Estimated: {g}, about {age} years old, showing {e}."),
-                   g=gender, age=age_years(at.age), e=expr)
+        who = pick(rng, ("The models estimate a {g} of about {age} with {e}.",
+                         "Estimated: {g}, about {age} old, showing {e}."),
+                   g=gender, age=years(age_years(at.age)), e=expr)
         if E.age_caveat(a) == "child":
             who += " Age estimates for children are unreliable."
     return sentences(lead, look, who, attribute_hedge(a, rng, "these estimates"))

@@ -101,8 +101,8 @@ _AGE_WORDS = {"infant": (0, 2), "baby": (0, 2), "toddler": (1, 4), "child": (3, 
               "teenager": (13, 19), "teen": (13, 19), "young adult": (18, 30),
               "middle-aged": (40, 60), "middle aged": (40, 60), "elderly": (65, 100),
               "senior": (65, 100)}
-_AGE_GAP = re.compile(r"\b(\d{1,2})[- ]year gap|\bgap\s+(\d{1,2})\s+years|\((\d{1,2}) years apart",
-                      re.I)
+_AGE_GAP = re.compile(r"\b(\d{1,2})[- ]year gap|\bgap\s+(\d{1,2})\s+years?\b"
+                      r"|\((\d{1,2}) years? apart", re.I)
 
 
 def _age(s: str) -> list[Claim]:
@@ -124,7 +124,7 @@ def _age(s: str) -> list[Claim]:
         span = {"early": (lo, lo + 4), "late": (lo + 6, lo + 9)}.get(part, (lo + 3, lo + 7)
                                                                        if part else (lo, lo + 9))
         out.append(Claim("age", tuple(float(v) for v in span), m[0]))
-    for m in re.finditer(r"\b(over|more than|older than|under|younger than)\s+(\d{1,2})\s+years", s,
+    for m in re.finditer(r"\b(over|more than|older than|under|younger than)\s+(\d{1,2})\s+years?\b", s,
                          re.I):
         n = float(m[2])
         out.append(Claim("age", (n, 100.0) if m[1].lower() in ("over", "more than", "older than")

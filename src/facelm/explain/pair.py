@@ -20,7 +20,7 @@ from . import evidence as E
 from .aspects import face_key
 from .hedges import flag_clauses
 from .phrasing import (age_years, capitalise, deg, join_list, pct, pick, px, rng_for, sentences,
-                       share, signed_deg, sim, word_count)
+                       share, signed_deg, sim, word_count, years)
 
 # Confidence bands for the stated verdict (calibrated probability of that verdict).
 STRONG_CONFIDENCE = 0.95
@@ -59,8 +59,10 @@ class PairExplanation:
 def explain_pair(cmp: Comparison, *, seed: int = 0) -> PairExplanation:
     """Explain a Comparison: a ~50-word concise summary and a ~120-word detailed account.
 
-    Every number in the texts is a rounded value from `cmp` (and is recorded in `evidence`); the
-    wording is chosen deterministically from `seed` and the inputs.
+    Every number in the texts is a rounded value from `cmp` (and is recorded in `evidence`); a gap
+    is the one in `cmp.differences`, which the JSON and the web table show. The wording is chosen
+    deterministically from `seed` and the measurements (never the file's path), so the CLI and the
+    HTTP API word the same pair identically.
     """
     ev = pair_evidence(cmp)
     key = ("pair", *face_key(cmp.a), *face_key(cmp.b), round(cmp.score, 3))
@@ -136,13 +138,9 @@ def gender_conflict(cmp: Comparison) -> bool:
             and not E.gender_unreliable(cmp.a) and not E.gender_unreliable(cmp.b))
 
 
-def stated_gap(x: float, y: float) -> int:
-    """Gap of the stated (whole) values, so "yaw +12° and -20° (gap 32°)" adds up (and audits)."""
-    return abs(int(round(x)) - int(round(y)))
-
-
 def pair_evidence(cmp: Comparison) -> dict[str, Any]:
-    """The measured values the two texts state, rounded as stated (JSON-serialisable)."""
+    """The measured values the two texts state, rounded as stated (JSON-serialisable). Gaps are
+    copied from `cmp.differences` (already rounded as stated), so evidence and JSON agree."""
     d = cmp.differences
     return {
         "same": bool(cmp.same), "probability": round(cmp.probability, 4),
@@ -153,21 +151,15 @@ def pair_evidence(cmp: Comparison) -> dict[str, Any]:
         "model_thresholds": {"sface": cal.THRESHOLD_SFACE, "dlib": cal.THRESHOLD_DLIB},
         "model_verdicts": {k: bool(v) for k, v in cmp.model_verdicts.items()},
         "models_agree": bool(cmp.models_agree),
-        "age_gap": None if d.age_gap is None else stated_gap(cmp.a.attributes.age,
-                                                             cmp.b.attributes.age),
+        "age_gap": d.age_gap,
         "gender_match": d.gender_match, "gender_conflict": gender_conflict(cmp),
         "expression_a": d.expression_a, "expression_b": d.expression_b,
-        "expression_distance": (None if d.expression_distance is None
-                                else round(d.expression_distance, 2)),
+        "expression_distance": d.expression_distance,
         "poses_reliable": _poses_reliable(cmp), "pose_reason": pose_reason(cmp),
-        "yaw_gap": stated_gap(cmp.a.pose.yaw, cmp.b.pose.yaw),
-        "pitch_gap": stated_gap(cmp.a.pose.pitch, cmp.b.pose.pitch),
-        "roll_gap": stated_gap(cmp.a.pose.roll, cmp.b.pose.roll),
-        "max_abs_yaw": round(d.max_abs_yaw), "brightness_gap": round(d.brightness_gap, 2),
-        "sharpness_ratio": round(d.sharpness_ratio, 1),
-        "min_interocular_px": round(d.min_interocular_px),
-        "geometry_distance": round(d.geometry_distance, 3),
-        "geometry_largest": [d.geometry_largest[0], round(d.geometry_largest[1], 3)],
+        "yaw_gap": d.yaw_gap, "pitch_gap": d.pitch_gap, "roll_gap": d.roll_gap,
+        "max_abs_yaw": d.max_abs_yaw, "brightness_gap": d.brightness_gap,
+        "sharpness_ratio": d.sharpness_ratio, "min_interocular_px": d.min_interocular_px,
+        "geometry_distance": d.geometry_distance, "geometry_largest": list(d.geometry_largest),
         "geometry_reading": geometry_reading(cmp),
         "nuisance": nuisance_factors(cmp),
         "a": E.face_evidence(cmp.a), "b": E.face_evidence(cmp.b),
@@ -206,7 +198,7 @@ def _models_clause(cmp: Comparison, rng: random.Random) -> str:
 
 
 _NUISANCE_SHORT = {
-    "lighting": "lighting (brightness gap {bgap})", "age": "apparent age (gap {age_gap} years)",
+    "lighting": "lighting (brightness gap {bgap})", "age": "apparent age (gap {age_gap})",
     "expression": "expression ({ea} vs {eb})",
 }
 _QUALITY_NAMES = {"blurred": "blur", "low_resolution": "low resolution"}
@@ -229,7 +221,7 @@ def _pose_short(ev: dict[str, Any]) -> str:
 
 
 def _nuisance_text(ev: dict[str, Any], factors: list[str]) -> str:
-    values = {"bgap": share(ev["brightness_gap"]), "age_gap": ev["age_gap"],
+    values = {"bgap": share(ev["brightness_gap"]), "age_gap": years(ev["age_gap"]),
               "ea": ev["expression_a"], "eb": ev["expression_b"]}
     special = {"pose": _pose_short, "focus": _focus_short}
     return join_list([special[f](ev) if f in special else _NUISANCE_SHORT[f].format(**values)
@@ -323,10 +315,10 @@ def _attributes_detail(cmp: Comparison, rng: random.Random, notes: bool = True) 
     aa, ab = cmp.a.attributes, cmp.b.attributes
     if aa is None or ab is None:
         return "Age, gender and expression were not estimated (identity-only analysis)."
-    gap = stated_gap(aa.age, ab.age)
+    gap = cmp.differences.age_gap
     age = pick(rng, ("Age: estimated {x} and {y} years, a {g}-year gap.",
-                     "Estimated ages are {x} and {y} ({g} years apart)."),
-               x=age_years(aa.age), y=age_years(ab.age), g=gap)
+                     "Estimated ages are {x} and {y} ({gy} apart)."),
+               x=age_years(aa.age), y=age_years(ab.age), g=gap, gy=years(gap))
     if "child" in (E.age_caveat(cmp.a), E.age_caveat(cmp.b)):
         age += " Age estimates for apparent children are unreliable."
     elif gap > AGE_GAP_NOTABLE and notes:

@@ -77,6 +77,11 @@ def age_years(x: float) -> str:
     return "under 1" if x < 0.5 else str(int(round(x)))
 
 
+def years(n: int | str) -> str:
+    """'1 year', 'under 1 year', '36 years': a stated number of years with its noun agreeing."""
+    return f"{n} year" if str(n) in ("1", "under 1") else f"{n} years"
+
+
 def age_span(lo: float, hi: float) -> str:
     return f"{age_years(lo)}–{age_years(hi)}"
 

@@ -90,15 +90,20 @@ def estimator() -> str:
     return name
 
 
-def attributes(rgb: np.ndarray, det: Detection, shape5, embeddings: dict[str, tuple[float, ...]]) -> Attributes:
+def attributes(rgb: np.ndarray, det: Detection, shape5, embeddings: dict[str, tuple[float, ...]],
+               pts68: tuple[tuple[float, float], ...]) -> Attributes:
     probs = expression(rgb, det)
-    expr = {"expression": max(probs, key=probs.get), "expression_probs": probs}
     if estimator() == "dlib-v1":
         age, age_range, gender, gconf = age_gender(rgb, shape5)
-        return Attributes(age=age, age_range=age_range, gender=gender, gender_confidence=gconf, **expr)
+        return Attributes(age=age, age_range=age_range, gender=gender, gender_confidence=gconf,
+                          expression=max(probs, key=probs.get), expression_probs=probs)
     from .attr_features import face_features
     from .attr_heads import estimate
-    est = estimate(face_features(rgb, shape5, embeddings)[0])
+    from .expression_head import refine
+    feats = face_features(rgb, shape5, embeddings)[0]
+    est = estimate(feats)
+    probs = refine(probs, pts68, feats)
+    expr = {"expression": max(probs, key=probs.get), "expression_probs": probs}
     return Attributes(age=est.age, age_range=est.age_range, gender=est.gender,
                       gender_confidence=est.gender_confidence, race=est.race,
                       race_confidence=est.race_confidence, race_probs=est.race_probs, **expr)

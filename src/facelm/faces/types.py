@@ -86,6 +86,11 @@ class FaceAnalysis:
     attributes: Attributes | None        # None when analysed in identity-only (fast) mode
     embeddings: dict[str, tuple[float, ...]] = field(repr=False)
     models: dict[str, str] = field(default_factory=dict)  # which model produced each value
+    # The face's number in the photo (0-based, left to right; faces/select.py), None when the
+    # analysis was made from a given box; and one line when several faces were found and this
+    # one was chosen among them.
+    face_index: int | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self, *, embeddings: bool = False) -> dict[str, Any]:
         """Plain JSON-ready dict; embeddings are left out unless asked for (256 floats)."""
@@ -109,7 +114,27 @@ class FaceAnalysis:
                 **{**attrs, "age_range": tuple(attrs["age_range"])}),
             embeddings={k: tuple(v) for k, v in d.get("embeddings", {}).items()},
             models=dict(d.get("models", {})),
+            face_index=d.get("face_index"), warnings=tuple(d.get("warnings", ())),
         )
+
+
+@dataclass(frozen=True)
+class FaceSet:
+    """Every face of one photo (`--face all`), numbered from 0 left to right."""
+    source: str
+    image_size: tuple[int, int]
+    faces: tuple[FaceAnalysis, ...]
+
+    @property
+    def faces_found(self) -> int:
+        return len(self.faces)
+
+    def to_dict(self, *, embeddings: bool = False) -> dict[str, Any]:
+        # warnings stays empty: nothing was chosen, so there is nothing to warn about; it is there
+        # so that one-face and all-face JSON can be read by the same code.
+        return {"source": self.source, "image_size": list(self.image_size),
+                "faces_found": self.faces_found, "warnings": [],
+                "faces": [f.to_dict(embeddings=embeddings) for f in self.faces]}
 
 
 def _round(obj: Any, ndigits: int = 4) -> Any:

@@ -48,8 +48,9 @@ def encode_prompts(processor: Any, items: Sequence[tuple[Sequence[Any], str]], *
     """Processor output for (images, question) items as generation prompts, padded together."""
     texts = [prompt_text(processor, len(images), q) for images, q in items]
     images = [list(imgs) for imgs, _ in items]
-    return processor(text=texts, images=images, padding=True, padding_side=padding_side,
-                     return_tensors="pt")
+    # Text-only prompts (FaceXBench's tools questions): processors refuse lists of empty lists
+    return processor(text=texts, images=images if any(images) else None, padding=True,
+                     padding_side=padding_side, return_tensors="pt")
 
 
 def encode_examples(processor: Any, items: Sequence[tuple[Sequence[Any], str, str]], *,

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from ..cache import cache_dir
 from ..errors import FaceLMError, ModelNotInstalledError
 from .base import FaceVLM, ImageInput
+from .hub import OFFLINE_HINT
 from .hf_inputs import IGNORE_INDEX, encode_examples, encode_prompts
 
 
@@ -178,18 +179,20 @@ def adapter_base(adapter_dir: str | Path) -> str:
 def load_base(name_or_path: str, *, dtype: str = "auto", device: str | None = None,
               **hub_kw: Any) -> tuple[Any, Any]:
     """(model, processor) for a hub name or a local folder in the hub's layout."""
+    src = resolve_base(name_or_path)
+    if not Path(src).is_dir():   # a hub name: refused in seconds when it cannot be downloaded
+        from .hub import hub_kwargs
+        hub_kw = {**hub_kwargs(src), **hub_kw}
     from transformers import AutoModelForImageTextToText
 
     from .hf_processor import load_processor
-    src = resolve_base(name_or_path)
     try:
         processor = load_processor(src, **hub_kw)
         model = AutoModelForImageTextToText.from_pretrained(src, dtype=pick_dtype(dtype), **hub_kw)
     except OSError as exc:
         raise ModelNotInstalledError(f"cannot load the model ({exc.__class__.__name__}: "
                                      f"{str(exc).splitlines()[0]})", item=name_or_path,
-                                     hint="offline? download it once with `hf download NAME` or "
-                                     "give a local folder") from exc
+                                     hint=OFFLINE_HINT) from exc
     if device is None:
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"

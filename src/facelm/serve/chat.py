@@ -4,7 +4,8 @@ wherever an OpenAI-compatible endpoint is expected (teacher, evaluated model, ot
 The FaceVLM interface takes images and one prompt: the images are every `image_url` part of the
 user messages, in order, and the prompt is the text of the last user message, after the text of
 any system messages. Earlier assistant turns are not passed on. Images come as base64 data URLs;
-http(s) URLs are refused, because the server fetches nothing from the network.
+http(s) URLs are refused, because the server fetches nothing from the network. `"stream": true`
+answers with server-sent events (stream.py); `n` must be 1.
 """
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from .. import __version__
 from . import engine
 from .auth import require_token
 from .errors import APIError
-from .openapi_docs import CHAT_BODY, ERROR_RESPONSES
+from .openapi_docs import CHAT_BODY, chat_responses
+from .schemas import ChatCompletion, ChatCompletionChunk, ModelList
+from .stream import events, stream_options
 from .uploads import base64_body_limit, decode_base64_image, parse_json, read_body
 
 router = APIRouter()
@@ -27,7 +31,8 @@ TEXT_SLACK = 1024 * 1024
 DEFAULT_MAX_TOKENS = 256
 
 
-@router.get("/v1/models", dependencies=[Depends(require_token)], summary="The model this server serves")
+@router.get("/v1/models", dependencies=[Depends(require_token)], response_model=ModelList,
+            summary="The model this server serves")
 async def models(request: Request) -> dict[str, Any]:
     model = request.app.state.chat_model
     data = [] if model is None else [{"id": model, "object": "model",
@@ -36,9 +41,10 @@ async def models(request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/chat/completions", dependencies=[Depends(require_token)],
-             responses=ERROR_RESPONSES, openapi_extra=CHAT_BODY,
-             summary="OpenAI-format chat completion with images")
-async def chat_completions(request: Request) -> JSONResponse:
+             responses=chat_responses(ChatCompletionChunk), openapi_extra=CHAT_BODY,
+             response_model=ChatCompletion,
+             summary="OpenAI-format chat completion with images (\"stream\": true: server-sent events)")
+async def chat_completions(request: Request) -> Response:
     state = request.app.state
     cfg = state.config
     model = state.chat_model
@@ -47,18 +53,19 @@ async def chat_completions(request: Request) -> JSONResponse:
     limit = base64_body_limit(cfg.max_images_per_chat, cfg.max_upload_bytes, TEXT_SLACK)
     req = parse_json(await state.intake.read(read_body, request, limit))
     images, prompt, gen = parse_request(req, cfg.max_upload_bytes, cfg.max_images_per_chat)
+    stream, include_usage = stream_options(req)
     async with state.pool.slot():
         text = await state.pool.run(engine.chat, images, prompt, gen, cfg.max_pixels)
+    if stream:  # the text is whole by now: see stream.py
+        return StreamingResponse(events(completion(model, prompt, text), include_usage),
+                                 media_type="text/event-stream")
     return JSONResponse(completion(model, prompt, text))
 
 
 def parse_request(req: dict[str, Any], max_bytes: int,
                   max_images: int) -> tuple[list[bytes], str, dict[str, Any]]:
     """(image bytes, prompt, generation kwargs) from an OpenAI chat request, or a 400/422."""
-    if req.get("stream"):
-        raise APIError(400, "streaming is not supported", item="stream",
-                       hint="send \"stream\": false (or leave it out)")
-    if req.get("n", 1) != 1:
+    if req.get("n", 1) not in (1, None):
         raise APIError(400, "only one choice per request is supported", item="n", hint="send n=1")
     messages = req.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -137,7 +144,7 @@ def completion(model: str, prompt: str, text: str) -> dict[str, Any]:
     interface does not expose a tokenizer."""
     p, c = len(prompt.split()), len(text.split())
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-            "created": int(time.time()), "model": model,
+            "created": int(time.time()), "model": model, "system_fingerprint": f"facelm-{__version__}",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}

@@ -29,6 +29,7 @@ class VerifyOptions:
     fast: bool = False
     threshold: float | None = None
     seed: int = 0
+    face: object = None  # the raw `face` field, parsed in the worker (faces/select.py)
 
 
 def load_models(spec: str | None) -> tuple[Any, Any]:
@@ -84,11 +85,13 @@ def verify(image_a: bytes, name_a: str, image_b: bytes, name_b: str, opts: Verif
            max_pixels: int) -> dict[str, Any]:
     """The `facelm verify --json` object for two uploaded images."""
     from ..api import analyze, compare
+    face = face_choice(opts.face)
     rgb_a = load_rgb(image_a, max_pixels=max_pixels, name=name_a)
     rgb_b = load_rgb(image_b, max_pixels=max_pixels, name=name_b)
-    a = analyze(rgb_a, fast=opts.fast, name=name_a)
-    b = analyze(rgb_b, fast=opts.fast, name=name_b)
-    out = compare(a, b, threshold=opts.threshold, seed=opts.seed).to_dict()
+    # face="all": two FaceSets, and compare judges their best-matching pair
+    a = analyze(rgb_a, fast=opts.fast, name=name_a, face=face)
+    b = analyze(rgb_b, fast=opts.fast, name=name_b, face=face)
+    out = compare(a, b, threshold=opts.threshold, seed=opts.seed, face=face).to_dict()
     model = _MODELS["text"]
     if model is not None:
         from ..data.schema import PAIR_QUESTIONS
@@ -97,18 +100,32 @@ def verify(image_a: bytes, name_a: str, image_b: bytes, name_b: str, opts: Verif
     return out
 
 
-def describe(image: bytes, name: str, aspect: str | None, seed: int, max_pixels: int) -> dict[str, Any]:
+def describe(image: bytes, name: str, aspect: str | None, seed: int, max_pixels: int,
+             face: object = None) -> dict[str, Any]:
     """The `facelm describe --json` object for one uploaded image."""
     from ..api import analyze
     from ..api import describe as describe_face
+    choice = face_choice(face)
     rgb = load_rgb(image, max_pixels=max_pixels, name=name)
-    out = describe_face(analyze(rgb, name=name), aspect=aspect, seed=seed).to_dict()
+    out = describe_face(analyze(rgb, name=name, face=choice), aspect=aspect, seed=seed).to_dict()
     model = _MODELS["text"]
     if model is not None:
         from ..data.schema import QA_QUESTIONS
         out["answers"] = model.ask([rgb], {k: QA_QUESTIONS[k] for k in out["answers"]}, seed=seed)
         out["text_model"] = _name(model)
     return out
+
+
+def face_choice(value: object) -> Any:
+    """The `face` field parsed (422 naming `face` when it is not a choice). A server text model
+    reads the whole photo, so it cannot follow a choice of face: refused, as `--model` in the CLI."""
+    from ..errors import InputFormatError
+    from ..faces.select import DEFAULT_FACE, parse_face
+    choice = parse_face(value, item="face")
+    if choice != DEFAULT_FACE and _MODELS["text"] is not None:
+        raise InputFormatError(f"face={value} does not work on this server", item="face",
+                               hint="its text model (--model) reads the whole photo; leave out face")
+    return choice
 
 
 def chat(images: Sequence[bytes], prompt: str, gen: dict[str, Any], max_pixels: int) -> str:

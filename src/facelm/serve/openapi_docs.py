@@ -14,6 +14,9 @@ VERIFY_DOC: dict[str, Any] = {
                  "description": "identity only: skip age, gender and expression"},
         "threshold": {"type": "number", "description": "override the calibrated threshold"},
         "seed": {"type": "integer", "default": 0, "description": "phrasing seed of the explanations"},
+        "face": {"type": "string", "default": "central", "description": (
+            "which face of each photo: central, largest, N (from 0, left to right) or all (every "
+            "face of A against every face of B; `face_pair` names the best-matching pair)")},
     },
 }
 DESCRIBE_DOC: dict[str, Any] = {
@@ -22,6 +25,8 @@ DESCRIBE_DOC: dict[str, Any] = {
         "aspect": {"type": "string", "enum": list(ASPECTS),
                    "description": "one aspect; leave out for all eight"},
         "seed": {"type": "integer", "default": 0, "description": "phrasing seed of the answers"},
+        "face": {"type": "string", "default": "central", "description": (
+            "which face: central, largest, N (from 0, left to right) or all (a `faces` list)")},
     },
 }
 _ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "object", "properties": {
@@ -79,5 +84,34 @@ CHAT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"appl
                                                           {"type": "array", "items": _PART}]}}}},
         "max_tokens": {"type": "integer"}, "max_completion_tokens": {"type": "integer"},
         "temperature": {"type": "number", "description": "sampling only when > 0"},
-        "seed": {"type": "integer"}, "stream": {"type": "boolean", "enum": [False]},
+        "seed": {"type": "integer"}, "n": {"type": "integer", "enum": [1]},
+        "stream": {"type": "boolean", "default": False,
+                   "description": "true: server-sent events (chat.completion.chunk), then [DONE]"},
+        "stream_options": {"type": "object", "properties": {"include_usage": {
+            "type": "boolean", "description": "a last chunk with the usage and no choices"}}},
     }}}}}}
+
+
+def inline_schema(model: Any) -> dict[str, Any]:
+    """A pydantic model's JSON schema with its $defs written in place: a schema placed inside
+    /openapi.json by hand cannot refer to "#/$defs/..." (that would point at the document root)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.rsplit("/", 1)[1]])
+            return {k: resolve(v) for k, v in node.items()}
+        return [resolve(v) for v in node] if isinstance(node, list) else node
+    return resolve(schema)
+
+
+def chat_responses(chunk_model: Any) -> dict[int | str, dict[str, Any]]:
+    """The errors, plus the event stream a 200 is when the request has "stream": true."""
+    stream = {"schema": {**inline_schema(chunk_model), "description": (
+        "with \"stream\": true: text/event-stream, one `data: {chunk}` line per event (this "
+        "object), then `data: [DONE]`")}}
+    return {**ERROR_RESPONSES, 200: {"description": "the completion, or its event stream",
+                                     "content": {"text/event-stream": stream}}}

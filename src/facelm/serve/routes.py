@@ -14,10 +14,12 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..explain import ASPECT_TITLES, ASPECTS
+from ..schema_version import stamp
 from . import engine
 from .auth import require_token
 from .errors import APIError
 from .openapi_docs import DESCRIBE_DOC, ERROR_RESPONSES, VERIFY_DOC, body_schema
+from .schemas import AspectList, DescribeFacesResult, DescribeResult, Health, VerifyResult
 from .uploads import (BODY_SLACK, Form, base64_body_limit, clean_name, decode_base64_image,
                       name_field, parse_json, read_body, read_form)
 
@@ -26,7 +28,11 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-@router.get("/healthz", summary="Liveness and readiness, limits, and whether a token is needed")
+# Routes return JSONResponse themselves: response_model documents the JSON in /openapi.json
+# without validating each response again (tests/test_contracts_schema.py validates real ones).
+
+@router.get("/healthz", response_model=Health,
+            summary="Liveness and readiness, limits, and whether a token is needed")
 async def healthz(request: Request) -> JSONResponse:
     state = request.app.state
     cfg = state.config
@@ -34,32 +40,36 @@ async def healthz(request: Request) -> JSONResponse:
             "auth_required": cfg.token is not None, "max_upload_bytes": cfg.max_upload_bytes,
             "max_pixels": cfg.max_pixels, "text_model": state.text_model,
             "chat_model": state.chat_model, **state.pool.stats(), **state.intake.stats()}
-    return JSONResponse(body, status_code=200 if state.pool.ready else 503)
+    return JSONResponse(stamp(body), status_code=200 if state.pool.ready else 503)
 
 
-@router.get("/v1/aspects", summary="The eight face aspects describe answers, with their titles")
-async def aspects() -> dict[str, Any]:
-    return {"aspects": [{"name": a, "title": ASPECT_TITLES[a]} for a in ASPECTS]}
+@router.get("/v1/aspects", response_model=AspectList,
+            summary="The eight face aspects describe answers, with their titles")
+async def aspects() -> JSONResponse:
+    return JSONResponse(stamp({"aspects": [{"name": a, "title": ASPECT_TITLES[a]} for a in ASPECTS]}))
 
 
 @router.post("/v1/verify", dependencies=[Depends(require_token)], responses=ERROR_RESPONSES,
-             openapi_extra=body_schema(VERIFY_DOC), summary="Are two photos the same person?")
+             openapi_extra=body_schema(VERIFY_DOC), response_model=VerifyResult,
+             summary="Are two photos the same person?")
 async def verify(request: Request) -> JSONResponse:
     """The same JSON as `facelm verify --json`: verdict, scores, explanation, both analyses."""
     state = request.app.state
     cfg = state.config
     form = await state.intake.read(read_images, request, ("image_a", "image_b"), cfg)
     opts = engine.VerifyOptions(fast=_bool(form, "fast"), threshold=_float(form, "threshold"),
-                                seed=_int(form, "seed"))
+                                seed=_int(form, "seed"), face=form.fields.get("face"))
     async with state.pool.slot():
         result = await state.pool.run(
             engine.verify, form.files["image_a"], form.names["image_a"], form.files["image_b"],
             form.names["image_b"], opts, cfg.max_pixels)
-    return JSONResponse(result)
+    return JSONResponse(stamp(result))
 
 
 @router.post("/v1/describe", dependencies=[Depends(require_token)], responses=ERROR_RESPONSES,
-             openapi_extra=body_schema(DESCRIBE_DOC), summary="Describe one face, aspect by aspect")
+             openapi_extra=body_schema(DESCRIBE_DOC),
+             response_model=DescribeResult | DescribeFacesResult,  # the latter with face=all
+             summary="Describe one face, aspect by aspect")
 async def describe(request: Request) -> JSONResponse:
     """The same JSON as `facelm describe --json`: answers by aspect and the analysis."""
     state = request.app.state
@@ -72,8 +82,8 @@ async def describe(request: Request) -> JSONResponse:
     seed = _int(form, "seed")
     async with state.pool.slot():
         result = await state.pool.run(engine.describe, form.files["image"], form.names["image"],
-                                      aspect, seed, cfg.max_pixels)
-    return JSONResponse(result)
+                                      aspect, seed, cfg.max_pixels, form.fields.get("face"))
+    return JSONResponse(stamp(result))
 
 
 async def read_images(request: Request, names: tuple[str, ...], cfg: Any) -> Form:

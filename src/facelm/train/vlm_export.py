@@ -5,13 +5,13 @@ with `AutoModelForImageTextToText` and its logits on a probe input must match ba
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import FaceLMError
+from ..schema_version import dumps as stamped_json
 
 EXPORT_INFO = "facelm_export.json"
 # Files of a model folder that are weights or model config; everything else (processor, tokenizer,
@@ -101,7 +101,7 @@ def export_merged(adapter: str | Path, out: str | Path, *, base: str | None = No
 
 def _write_report(report: ExportReport) -> None:
     path = Path(report.out) / EXPORT_INFO
-    path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+    path.write_text(stamped_json(asdict(report), indent=2) + "\n", encoding="utf-8")
 
 
 def _check(out: Path, probe: dict[str, Any], adapted: Any, report: ExportReport,

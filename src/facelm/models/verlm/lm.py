@@ -114,8 +114,12 @@ def load_lm(spec: str, layers: int = 0) -> tuple[Any, Any]:
     layers > 0 keeps only the first `layers` decoder layers (a smaller, faster LM for CPU runs)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     where = resolve_lm(spec)
-    tok = AutoTokenizer.from_pretrained(where)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype="float32")
+    hub_kw: dict[str, Any] = {}
+    if not Path(where).is_dir():   # a hub name: refused in seconds when it cannot be downloaded
+        from ..hub import hub_kwargs
+        hub_kw = hub_kwargs(where)
+    tok = AutoTokenizer.from_pretrained(where, **hub_kw)
+    model = AutoModelForCausalLM.from_pretrained(where, dtype="float32", **hub_kw)
     prepare_tokenizer(tok)
     if layers:
         truncate_layers(model, layers)
