@@ -321,3 +321,8 @@ def test_describe_is_deterministic_and_varies_with_seed(faces):
     assert describe_all(a, seed=9) == describe_all(a, seed=9)
     for aspect in ("demographics", "pose", "forensic"):
         assert len({describe_face(a, aspect, seed=s) for s in range(8)}) >= 2, aspect
+
+
+def test_similarity_rounding_to_zero_has_no_sign():
+    from facelm.explain.phrasing import sim
+    assert (sim(-0.001), sim(0.004), sim(-0.006), sim(0.849)) == ("0.00", "0.00", "-0.01", "0.85")

@@ -87,8 +87,9 @@ def age_span(lo: float, hi: float) -> str:
 
 
 def sim(x: float) -> str:
-    """Cosine similarities to two decimals: the calibrated threshold has that precision."""
-    return f"{x:.2f}"
+    """Cosine similarities to two decimals: the calibrated threshold has that precision. A value
+    that rounds to zero is "0.00", never "-0.00" (a sign with no magnitude reads as a claim)."""
+    return f"{x:.2f}" if round(x, 2) != 0 else "0.00"
 
 
 def px(x: float) -> str:
