@@ -15,26 +15,33 @@ IGNORE_INDEX = -100  # label value the loss skips (prompt, image and padding tok
 TEXT_KEYS = ("input_ids", "attention_mask")
 
 
-def messages(n_images: int, question: str, answer: str | None = None) -> list[dict[str, Any]]:
-    """One user turn with all images first, in order, then the question; optionally the answer.
-    Each model's template writes its own image placeholders for the {"type": "image"} parts."""
+def messages(n_images: int, question: str, answer: str | None = None,
+             system: str | None = None) -> list[dict[str, Any]]:
+    """One user turn with all images first, in order, then the question; optionally the answer,
+    and a system turn first when `system` is given (LLaMA-Factory's templates add a default one
+    in training; see docs/llamafactory.md). Each model's template writes its own image
+    placeholders for the {"type": "image"} parts."""
     content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
     content.append({"type": "text", "text": question})
     msgs = [{"role": "user", "content": content}]
+    if system:
+        msgs.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
     if answer is not None:
         msgs.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     return msgs
 
 
-def prompt_text(processor: Any, n_images: int, question: str) -> str:
-    return processor.apply_chat_template(messages(n_images, question), add_generation_prompt=True,
-                                         tokenize=False)
+def prompt_text(processor: Any, n_images: int, question: str, system: str | None = None) -> str:
+    return processor.apply_chat_template(messages(n_images, question, system=system),
+                                         add_generation_prompt=True, tokenize=False)
 
 
-def answer_text(processor: Any, n_images: int, question: str, answer: str) -> str:
+def answer_text(processor: Any, n_images: int, question: str, answer: str,
+                system: str | None = None) -> str:
     """The text the template puts after the generation prompt for this answer (with end of turn)."""
-    prompt = prompt_text(processor, n_images, question)
-    full = processor.apply_chat_template(messages(n_images, question, answer), tokenize=False)
+    prompt = prompt_text(processor, n_images, question, system)
+    full = processor.apply_chat_template(messages(n_images, question, answer, system),
+                                         tokenize=False)
     if not full.startswith(prompt):
         raise InputFormatError("the chat template does not render the answer after the generation "
                                "prompt, so training and inference would see different text",
@@ -44,9 +51,9 @@ def answer_text(processor: Any, n_images: int, question: str, answer: str) -> st
 
 
 def encode_prompts(processor: Any, items: Sequence[tuple[Sequence[Any], str]], *,
-                   padding_side: str = "left") -> dict[str, Any]:
+                   padding_side: str = "left", system: str | None = None) -> dict[str, Any]:
     """Processor output for (images, question) items as generation prompts, padded together."""
-    texts = [prompt_text(processor, len(images), q) for images, q in items]
+    texts = [prompt_text(processor, len(images), q, system) for images, q in items]
     images = [list(imgs) for imgs, _ in items]
     # Text-only prompts (FaceXBench's tools questions): processors refuse lists of empty lists
     return processor(text=texts, images=images if any(images) else None, padding=True,
@@ -55,14 +62,16 @@ def encode_prompts(processor: Any, items: Sequence[tuple[Sequence[Any], str]], *
 
 def encode_examples(processor: Any, items: Sequence[tuple[Sequence[Any], str, str]], *,
                     cutoff: int | None = None, end_of_turn: bool = True,
-                    ids: Sequence[str] | None = None) -> dict[str, Any]:
+                    ids: Sequence[str] | None = None, system: str | None = None) -> dict[str, Any]:
     """Training tensors for (images, question, answer) items: the prompts as the processor builds
     them (image tokens expanded), then the answer tokens; right-padded; labels on answers only.
 
     `end_of_turn=False` keeps only the answer itself (used to score multiple-choice options).
-    `cutoff` truncates answers so a sample has at most that many tokens.
+    `cutoff` truncates answers so a sample has at most that many tokens. `system`: a system turn
+    before each prompt.
     """
-    enc = encode_prompts(processor, [(imgs, q) for imgs, q, _ in items], padding_side="left")
+    enc = encode_prompts(processor, [(imgs, q) for imgs, q, _ in items], padding_side="left",
+                         system=system)
     tok = processor.tokenizer
     rows: list[dict[str, list[int]]] = []
     # per-token fields (ids, mask, token types) get the answer appended; image tensors pass through
@@ -71,7 +80,8 @@ def encode_examples(processor: Any, items: Sequence[tuple[Sequence[Any], str, st
     for i, (imgs, question, answer) in enumerate(items):
         keep = enc["attention_mask"][i].bool()  # left padding: the prompt is the masked-in tail
         row = {k: enc[k][i][keep].tolist() for k in per_token}
-        suffix = answer_text(processor, len(imgs), question, answer) if end_of_turn else answer
+        suffix = (answer_text(processor, len(imgs), question, answer, system) if end_of_turn
+                  else answer)
         if end_of_turn and tok.eos_token and tok.eos_token not in suffix:
             suffix += tok.eos_token  # templates that close no turn (llava-1.5): learn to stop
         ans = tok(suffix, add_special_tokens=False)["input_ids"]

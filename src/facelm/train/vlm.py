@@ -139,13 +139,14 @@ def _loop(acc: Any, parts: tuple[Any, Any, Any, Any], examples: list[Any], sched
           cfg: VLMTrainConfig, state: TrainState, end: int, bar: Any) -> None:
     """Optimizer steps from state.step up to `end`, checkpointing every cfg.save_every."""
     from ..models.hf_vlm import to_device
+    from .vlm_config import system_prompt
     from .vlm_data import collate, micro_batches
     model, optimizer, scheduler, processor = parts
     dtype = next(p for p in model.parameters() if not p.requires_grad).dtype  # the base's dtype
     model.train()
     while state.step < end:
-        batches = [to_device(dict(collate(processor, [examples[i] for i in idx], cfg.cutoff)),
-                             acc.device, dtype)
+        batches = [to_device(dict(collate(processor, [examples[i] for i in idx], cfg.cutoff,
+                                          system_prompt(cfg.system_prompt))), acc.device, dtype)
                    for idx in micro_batches(sched, state.step, acc.process_index, cfg.seed)]
         loss = _step(acc, model, optimizer, batches, cfg.max_grad_norm).item()
         scheduler.step()

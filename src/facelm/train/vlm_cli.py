@@ -45,6 +45,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lora-target", choices=sorted(LORA_TARGETS),
                    help="language-model layers that get LoRA (the vision side never does)")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default cosine)")
+    p.add_argument("--system-prompt", help="system turn before every training prompt: none "
+                   "(default: as inference sends), intern_vl (LLaMA-Factory's default, as FaceLLM's "
+                   "released training saw), or the text itself")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"),
                    help="auto (default): bf16 on GPUs that have it, else fp32")
     for name, (typ, text) in _OVERRIDES.items():
@@ -73,7 +76,8 @@ def cmd_train_vlm(args: argparse.Namespace) -> int:
     from .vlm import train
     from .vlm_config import make_config
     over = {name: getattr(args, name) for name in _OVERRIDES}
-    over.update(lora_target=args.lora_target, schedule=args.schedule, precision=args.precision)
+    over.update(lora_target=args.lora_target, schedule=args.schedule, precision=args.precision,
+                system_prompt=args.system_prompt)
     if args.no_gradient_checkpointing:
         over["gradient_checkpointing"] = False
     try:

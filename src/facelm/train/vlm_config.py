@@ -22,6 +22,20 @@ LORA_TARGETS: dict[str, tuple[str, ...] | None] = {
     "all-linear": None,
 }
 SCHEDULES = ("constant", "linear", "cosine")
+# --system-prompt names -> text. FaceLLM trained with LLaMA-Factory's `intern_vl` template, which
+# puts this default system turn before every training sample; inference (the hub chat template,
+# vLLM, facelm) sends none. "none" (the default) trains as the model is queried; "intern_vl"
+# trains as the released recipe did. Any other value is used as the system text itself.
+SYSTEM_PROMPTS: dict[str, str] = {
+    "none": "",
+    "intern_vl": "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的"
+                 "多模态大语言模型。",
+}
+
+
+def system_prompt(value: str) -> str | None:
+    """The system text a config's `system_prompt` names (None: no system turn)."""
+    return SYSTEM_PROMPTS.get(value, value) or None
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,7 @@ class VLMTrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     limit: int = 0                      # > 0: use only the first N records (smoke runs)
+    system_prompt: str = "none"         # a key of SYSTEM_PROMPTS or the system text itself
 
     def __post_init__(self) -> None:
         if self.lora_target not in LORA_TARGETS:

@@ -90,7 +90,9 @@ def load_images(example: Example) -> list[Any]:
     return [to_pil(p) for p in example.images]
 
 
-def collate(processor: Any, examples: Sequence[Example], cutoff: int) -> dict[str, Any]:
+def collate(processor: Any, examples: Sequence[Example], cutoff: int,
+            system: str | None = None) -> dict[str, Any]:
     from ..models.hf_inputs import encode_examples
     items = [(load_images(e), e.question, e.answer) for e in examples]
-    return encode_examples(processor, items, cutoff=cutoff, ids=[e.id for e in examples])
+    return encode_examples(processor, items, cutoff=cutoff, ids=[e.id for e in examples],
+                           system=system)
