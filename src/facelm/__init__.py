@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-_VERBS = ("analyze", "compare", "describe")
+_VERBS = ("analyze", "compare", "describe", "search")
 __all__ = [*_VERBS, "__version__"]
 
 

@@ -1,4 +1,4 @@
-"""facelm's top-level verbs: analyze, compare, describe.
+"""facelm's top-level verbs: analyze, compare, describe, search.
 
     import facelm
     cmp = facelm.compare("a.jpg", "b.jpg")
@@ -119,3 +119,13 @@ def _describe(a: FaceAnalysis, aspect: str | None, seed: int) -> Description:
     from .explain import describe_all, describe_face
     answers = describe_all(a, seed=seed) if aspect is None else {aspect: describe_face(a, aspect, seed=seed)}
     return Description(analysis=a, answers=answers)
+
+
+def search(image: ImageInput | FaceAnalysis, index: Any, k: int = 5, *, fast: bool = False,
+           explain: bool = True, seed: int = 0) -> Any:
+    """Who in the gallery is this? The top k photos of `index` (a gallery folder from `facelm index
+    build`, or a loaded facelm.gallery.Gallery), best first, each with its fused score and the
+    calibrated verdict, and the query compared with the best match (explanation). Returns a
+    facelm.identify.SearchResult; needs faiss (see docs/search.md)."""
+    from .identify import search as _search
+    return _search(image, index, k=k, fast=fast, explain=explain, seed=seed)

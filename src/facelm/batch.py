@@ -1,5 +1,9 @@
 """Batch verification of a pairs CSV: parallel, each photo analysed once, resumable, ordered output.
 
+Photos are analysed by facelm.engines (a local process pool, or Ray Data with --engine ray), or
+their embeddings are read from an analysis table (--embeddings; facelm.table): then the records
+are identity-only (scores and verdicts, no differences or explanations).
+
 Output is JSONL, one record per input row in input order, each with `index` (the 0-based data row).
 Records are appended and fsync'd in small batches; a killed run leaves at most one partial last line,
 which the next run with the same --out removes before it continues after the last finished pair.
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,7 +28,6 @@ from .errors import InputFormatError
 from .jsonl import JsonlScan, check_writable_file, dumps_line, rewrite_without
 from .outlock import output_lock
 from .schema_version import STAMP_KEYS, stamp
-from .workers import process_pool
 
 REQUIRED = ("file_a", "file_b")
 # Keys of a result record; carried-through CSV columns with these names become input_<name>, in
@@ -46,6 +48,9 @@ class BatchConfig:
     seed: int = 0
     threshold: float | None = None  # None: the calibrated one
     retry_failed: bool = False      # recompute rows whose earlier record has `error`
+    engine: str = "local"           # or "ray" (facelm.engines): who analyses the photos
+    address: str | None = None      # the Ray cluster to join (engine "ray")
+    embeddings: Path | None = None  # an analysis table (facelm.table): no analysis, identity-only
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,11 @@ def _analyse_one(args: tuple[str, bool]) -> tuple[str, Any]:
     return args[0], analyse_or_error(*args)
 
 
+def analyse_paths(paths: list[str], fast: bool) -> list[tuple[str, Any]]:
+    """The per-batch function the engines run (facelm.engines): (path, analysis or error)."""
+    return [_analyse_one((p, fast)) for p in paths]
+
+
 def _record(i: int, row: dict[str, str], paths: tuple[str | None, ...], results: dict[str, Any],
             cfg: BatchConfig) -> dict:
     from .api import compare
@@ -117,6 +127,9 @@ def _record(i: int, row: dict[str, str], paths: tuple[str | None, ...], results:
         rec["error"] = f"line {getattr(row, 'line', i + 2)} of the CSV: empty file_a or file_b"
     elif errors := [str(results[p]) for p in paths if isinstance(results[p], Exception)]:
         rec["error"] = "; ".join(errors)
+    elif cfg.embeddings is not None:
+        from .verify import identity_verdict
+        rec.update(identity_verdict(results[paths[0]], results[paths[1]], threshold=cfg.threshold))
     else:
         rec.update(compare(results[paths[0]], results[paths[1]], seed=cfg.seed,
                            threshold=cfg.threshold).to_dict())
@@ -164,10 +177,8 @@ def _ordered_records(rows: list[dict], todo: list[int], cfg: BatchConfig) -> Ite
     uses = Counter(p for i in todo for p in paths[i] if p)  # keys in order of first use
     results: dict[str, Any] = {}
     nxt = 0
-    jobs = [(p, cfg.fast) for p in uses]
-    with process_pool(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
-        mapper = pool.map(_analyse_one, jobs, chunksize=4) if pool else map(_analyse_one, jobs)
-        for path, res in mapper:
+    for batch in _results(list(uses), cfg):
+        for path, res in batch:
             results[path] = res
             while nxt < len(todo) and all(p is None or p in results for p in paths[todo[nxt]]):
                 i = todo[nxt]
@@ -180,6 +191,17 @@ def _ordered_records(rows: list[dict], todo: list[int], cfg: BatchConfig) -> Ite
     while nxt < len(todo):  # rows with empty paths only
         yield _record(todo[nxt], rows[todo[nxt]], paths[todo[nxt]], results, cfg)
         nxt += 1
+
+
+def _results(photos: list[str], cfg: BatchConfig) -> Iterator[list[tuple[str, Any]]]:
+    """Batches of (path, analysis or error): read from --embeddings, or analysed by the engine."""
+    if cfg.embeddings is not None:
+        from .table import lookup_embeddings
+        yield lookup_embeddings(cfg.embeddings, photos)
+        return
+    from .engines import iter_batches
+    yield from iter_batches(analyse_paths, photos, engine=cfg.engine, address=cfg.address,
+                            workers=cfg.workers, fast=cfg.fast)
 
 
 def _progress(total: int, enabled: bool) -> Any:

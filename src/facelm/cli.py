@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cli_faces import add_face_option, face_choice, face_note, print_warnings
+from .cli_table import add_engine_options, add_table_options, cmd_analyze_table
 from .cli_options import Parser, add_max_pixels, max_pixels_set
 from .errors import FaceLMError
 from .schema_version import dumps as stamped_json
@@ -20,6 +21,7 @@ GROUPS: dict[str, str] = {
     "export": "facelm.train.export_cli",   # old name of `train merge`, kept as an alias
     "eval": "facelm.eval.cli",
     "serve": "facelm.serve.cli",
+    "index": "facelm.search_cli",          # adds `index build|add|remove` and `search`
 }
 
 
@@ -41,6 +43,10 @@ def _add_verify(sub: Any) -> None:
     p.add_argument("--model", metavar="CKPT", help="write the explanation with a trained model "
                    "(a VerLM checkpoint folder or any `load_model` spec); the verdict stays the "
                    "calibrated score's")
+    p.add_argument("--embeddings", type=Path, metavar="X.parquet", help="with --pairs: read the "
+                   "photos' embeddings from this analysis table (facelm analyze --images) instead of "
+                   "analysing them; identity-only verdicts")
+    add_engine_options(p)  # with --pairs: who analyses the photos
     add_face_option(p)  # all: compare every face of A with every face of B, judge the best pair
 
 
@@ -57,8 +63,10 @@ def _add_describe(sub: Any) -> None:
 
 
 def _add_analyze(sub: Any) -> None:
-    p = sub.add_parser("analyze", help="print the measured analysis of one face as JSON")
-    p.add_argument("image", metavar="IMAGE")
+    p = sub.add_parser("analyze", help="print the measured analysis of one face as JSON, or "
+                       "analyse many photos into a Parquet table (--images DIR --out X.parquet)")
+    p.add_argument("image", metavar="IMAGE", nargs="?")
+    add_table_options(p)
     p.add_argument("--fast", action="store_true")
     p.add_argument("--embeddings", action="store_true", help="include the identity embeddings")
     add_face_option(p)  # all: one JSON object with a `faces` list
@@ -94,6 +102,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.threshold is not None:  # before any work: NaN would silently judge every pair
         from .verify import check_threshold
         check_threshold(args.threshold)
+    if args.embeddings is not None and args.pairs is None:
+        raise SystemExit("facelm verify: --embeddings works with --pairs")
     if args.pairs is not None:
         face_choice(args, refuse="--pairs")
         return _verify_batch(args)
@@ -156,7 +166,8 @@ def _verify_batch(args: argparse.Namespace) -> int:
                          "the evidence explainer's texts")
     s = run(BatchConfig(pairs=args.pairs, out=args.out, root=args.root, workers=args.workers,
                         fast=args.fast, seed=args.seed, threshold=args.threshold,
-                        retry_failed=args.retry_failed))
+                        retry_failed=args.retry_failed, engine=args.engine, address=args.address,
+                        embeddings=args.embeddings))
     print(f"{s.done} pairs written to {args.out} ({s.failed} failed, see their 'error'); "
           f"{s.skipped} already done earlier; {s.total} in {args.pairs}", file=sys.stderr)
     return 0
@@ -213,6 +224,10 @@ def format_description(d: Any, titles: dict[str, str]) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    if args.images is not None or args.out is not None:
+        return cmd_analyze_table(args)
+    if args.image is None:
+        raise SystemExit("facelm analyze: give one IMAGE, or --images DIR_OR_CSV --out X.parquet")
     from .api import analyze
     out = analyze(args.image, fast=args.fast, face=face_choice(args)).to_dict(embeddings=args.embeddings)
     print_warnings(out["warnings"])
@@ -232,7 +247,7 @@ COMMANDS = {"verify": cmd_verify, "describe": cmd_describe, "analyze": cmd_analy
 # Packages of the optional extras -> the set-up flag that installs them (a base install has none).
 OPTIONAL_PACKAGES: dict[str, str] = {
     **dict.fromkeys(("torch", "transformers", "peft", "accelerate", "safetensors", "gguf",
-                     "pycocoevalcap", "datasets", "pyarrow"), "--train"),
+                     "pycocoevalcap", "datasets", "pyarrow", "faiss"), "--train"),
     **dict.fromkeys(("fastapi", "uvicorn", "starlette", "multipart", "python_multipart"), "--serve"),
 }
 

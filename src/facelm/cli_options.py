@@ -14,7 +14,7 @@ from typing import Any, Iterator
 # Commands that decode photos, whose "image too large" error suggests --max-pixels
 # (facelm.imageio). `serve` has its own --max-pixels (a per-request limit in its config).
 IMAGE_COMMANDS = ("verify", "describe", "analyze", "data qa", "data pairs", "eval mcq",
-                  "eval verify", "eval faithfulness", "train verlm", "train vlm")
+                  "eval verify", "eval faithfulness", "train verlm", "train vlm", "search")
 
 
 def _has_default(action: argparse.Action) -> bool:

@@ -50,3 +50,7 @@ class ItemError(FaceLMError):
 
     def __reduce__(self) -> tuple:
         return (ItemError, (self.message, self.kind))
+
+
+class GalleryError(FaceLMError):
+    """A search gallery is missing, unreadable, or was built with other models or fusion weights."""

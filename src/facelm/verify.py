@@ -112,6 +112,21 @@ def compare_analyses(a: FaceAnalysis, b: FaceAnalysis, *, threshold: float | Non
                       scores=s, model_verdicts=verdicts, differences=differences(a, b), a=a, b=b)
 
 
+def identity_verdict(a: dict[str, Any], b: dict[str, Any], *,
+                     threshold: float | None = None) -> dict[str, Any]:
+    """The calibrated verdict from two photos' embeddings alone ({"sface": v, "dlib": v}, e.g.
+    read from an analysis table): what `compare` decides, without differences or explanations."""
+    thr = cal.THRESHOLD if threshold is None else check_threshold(threshold)
+    s = {m: float(np.dot(np.asarray(a[m], np.float64), np.asarray(b[m], np.float64)))
+         for m in ("sface", "dlib")}
+    score = fused_score(s["sface"], s["dlib"])
+    p = probability(score)
+    return _round({"same": score >= thr, "score": score, "threshold": thr, "probability": p,
+                   "confidence": p if score >= thr else 1.0 - p, "scores": s,
+                   "model_verdicts": {"sface": s["sface"] >= cal.THRESHOLD_SFACE,
+                                      "dlib": s["dlib"] >= cal.THRESHOLD_DLIB}})
+
+
 def whole(x: float) -> int:
     """A value as the texts state it in whole units (degrees, years, pixels, percent)."""
     return int(round(x))

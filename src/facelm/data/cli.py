@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_table import add_engine_options
+
 ASPECT_HELP = ("comma-separated, among demographics, facial_structure, skin_texture, expression, "
                "lighting_quality, pose, forensic, general (default: all eight)")
 
@@ -27,10 +29,16 @@ def _teacher_options(p: argparse.ArgumentParser) -> None:
                    help="evidence: offline, from labels and measurements; openai: any "
                         "OpenAI-compatible chat endpoint")
     g.add_argument("--model", help="chat model name (openai teacher; default gpt-4o-mini)")
-    g.add_argument("--base-url", help="endpoint base URL (default https://api.openai.com/v1)")
+    g.add_argument("--base-url", action="append",
+                   help="endpoint base URL (default https://api.openai.com/v1); several: repeat "
+                        "the flag or list them comma-separated, e.g. one vLLM server per GPU "
+                        "node; URL#N caps that one at N requests in flight")
     g.add_argument("--api-key-env", help="environment variable holding the key "
                                          "(default OPENAI_API_KEY)")
-    g.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    g.add_argument("--concurrency", type=int, default=8,
+                   help="requests in flight per endpoint (default 8)")
+    g.add_argument("--endpoint-cooldown", type=float,
+                   help="seconds an endpoint that keeps failing is left alone (default 10)")
     g.add_argument("--timeout", type=float, help="seconds per request (default 120)")
     g.add_argument("--max-retries", type=int, help="retries of a failed request (default 8)")
     g.add_argument("--backoff", type=float, help="first retry's maximum wait, doubling (default 0.25 s)")
@@ -51,6 +59,7 @@ def _teacher_options(p: argparse.ArgumentParser) -> None:
                    help="add the measured analysis (pose, quality, expression) to the prompt")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=1, help="face-analysis processes (default 1)")
+    add_engine_options(g)   # who analyses the photos (docs/scale.md)
     g.add_argument("--retry-failed", action="store_true",
                    help="redo the items failures.jsonl lists (they are skipped by default)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -58,12 +67,14 @@ def _teacher_options(p: argparse.ArgumentParser) -> None:
 
 def _spec(args: argparse.Namespace) -> Any:
     from ..teacher.registry import TeacherSpec
-    return TeacherSpec(name=args.teacher, model=args.model, base_url=args.base_url,
+    base_url = ",".join(args.base_url) if args.base_url else None
+    return TeacherSpec(name=args.teacher, model=args.model, base_url=base_url,
                        api_key_env=args.api_key_env, timeout_s=args.timeout,
                        max_retries=args.max_retries, backoff_base_s=args.backoff,
                        retry_after_cap_s=args.retry_after_cap, max_tokens=args.max_tokens,
                        temperature=args.temperature, price_in=args.price_in,
-                       price_out=args.price_out, transport=args.transport)
+                       price_out=args.price_out, transport=args.transport,
+                       cooldown_s=args.endpoint_cooldown)
 
 
 def _add_qa(dsub: Any) -> None:
@@ -118,6 +129,9 @@ def _add_export(dsub: Any) -> None:
                    help="share of identities held out for the test split (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="dataset name (default: the OUTDIR folder name)")
+    p.add_argument("--llamafactory-yaml", choices=("1b", "8b", "38b"), metavar="SIZE",
+                   help="llamafactory: also write NAME/facelm_lora_sft.yaml with FaceLLM's released "
+                        "settings for the InternVL3 student of this size (1b, 8b, 38b)")
     p.set_defaults(func=cmd_export)
 
 
@@ -133,7 +147,7 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
                 columns=parse_columns(args.columns), prompts=args.prompts,
                 grounding=args.grounding, seed=args.seed, concurrency=args.concurrency,
                 refusal_retries=args.refusal_retries, workers=args.workers,
-                retry_failed=args.retry_failed)
+                retry_failed=args.retry_failed, engine=args.engine, address=args.address)
 
 
 def _run(run: Any, cfg: Any, args: argparse.Namespace) -> int:
@@ -163,7 +177,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import ExportConfig, export
     cfg = ExportConfig(dataset=args.dataset, format=args.format, to=args.to,
                        test_fraction=args.test_fraction, seed=args.seed, name=args.name,
-                       images=args.images)
+                       images=args.images, llamafactory_yaml=args.llamafactory_yaml)
     s = export(cfg)
     where = Path(args.to) / (args.name or Path(args.dataset).resolve().name)
     print(f"{where}: {s['train']} train and {s['test']} test examples ({s['dropped']} pairs "

@@ -44,6 +44,9 @@ class ExportConfig:
     seed: int = 0
     name: str | None = None
     images: str = "absolute"        # absolute | relative | copy (export_files.IMAGE_MODES)
+    # llamafactory only: also write NAME/facelm_lora_sft.yaml with FaceLLM's released settings
+    # for this student size (a key of llamafactory_yaml.STUDENTS)
+    llamafactory_yaml: str | None = None
 
 
 def split_by_identity(records: Sequence[Record], test_fraction: float,
@@ -180,12 +183,23 @@ def _placed(splits: dict[str, list[Record]], placer: ImagePlacer) -> dict[str, l
             for s, recs in splits.items()}
 
 
+def _write_yaml(dest: Path, name: str, size: str) -> str:
+    from .llamafactory_yaml import YAML_NAME, released_yaml
+    text = released_yaml(f"{name}_train", str(dest.resolve()), size,
+                         output_dir=f"saves/{name}-{size}/lora/sft")
+    write_atomic(dest / name / YAML_NAME, text)
+    return f"{name}/{YAML_NAME}"
+
+
 def export(cfg: ExportConfig) -> dict[str, int]:
     """Write cfg.dataset in cfg.format to cfg.to/NAME; returns the split sizes and pairs dropped.
     Refuses (FaceLMError, before writing anything) a folder or entry another dataset owns."""
     if cfg.format not in WRITERS:
         raise InputFormatError(f"unknown format {cfg.format!r}", item="--format",
                                hint=f"choose one of {', '.join(FORMATS)}")
+    if cfg.llamafactory_yaml and cfg.format != "llamafactory":
+        raise InputFormatError("a LLaMA-Factory YAML goes with --format llamafactory",
+                               item="--llamafactory-yaml", hint="drop it or use that format")
     src = Path(cfg.dataset).resolve()
     name = check_name(cfg.name or src.name)
     manifest = read_manifest(src)
@@ -209,6 +223,8 @@ def export(cfg: ExportConfig) -> dict[str, int]:
         if cfg.format != "hf":   # the Hugging Face export embeds the photos' bytes instead
             splits = _placed(splits, placer)
         files = WRITERS[cfg.format](dest, name, splits)
+        if cfg.llamafactory_yaml:
+            files.append(_write_yaml(dest, name, cfg.llamafactory_yaml))
         summary = {"train": len(train), "test": len(test), "dropped": dropped}
         write_marker(folder, src, owned, cfg.format, {
             "files": files, "config": asdict(cfg), "summary": summary,

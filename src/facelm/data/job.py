@@ -53,10 +53,14 @@ class JobContext:
     concurrency: int = 8
     refusal_retries: int = 2
     workers: int = 1
+    engine: str = "local"       # "ray": every photo analysed up front by Ray Data (preload)
+    address: str | None = None
     counts: RunCounts = field(default_factory=RunCounts)
     uses: Counter = field(default_factory=Counter)  # path -> units still needing its analysis
 
     def __post_init__(self) -> None:
+        # --concurrency is per endpoint: a teacher with several endpoints takes their sum.
+        self.concurrency = self.teacher.slots(max(1, self.concurrency))
         self.sem = asyncio.Semaphore(max(1, self.concurrency))
         self._sem_in_teacher = self.teacher.share_limit(self.sem)
         self._analyses: dict[str, asyncio.Future] = {}
@@ -67,6 +71,8 @@ class JobContext:
     async def analysis(self, path: str) -> Any:
         """The FaceAnalysis of `path`, computed once however many units ask (FaceLMError if none)."""
         if path in self.preloaded:
+            if isinstance(self.preloaded[path], Exception):   # --engine ray: a failed photo
+                raise self.preloaded[path]
             return self.preloaded[path]
         fut = self._analyses.get(path)
         if fut is None:
@@ -139,6 +145,21 @@ class JobContext:
             self.fail(item_id, exc, **failure)
         finally:
             self.release(*release)
+
+    def preload(self, progress: bool = True) -> None:
+        """With --engine ray: analyse every photo the remaining units need up front, by Ray
+        Data with the per-batch function of `verify --pairs`, instead of one at a time here."""
+        todo = [p for p, n in self.uses.items() if n > 0 and p not in self.preloaded]
+        if self.engine != "ray" or not todo:
+            return
+        from tqdm import tqdm
+        from ..batch import analyse_paths
+        from ..engines import iter_batches
+        with tqdm(total=len(todo), desc="analysing", unit="photo", disable=not progress) as bar:
+            for batch in iter_batches(analyse_paths, todo, engine="ray", address=self.address,
+                                      workers=self.workers, fast=False):
+                self.preloaded.update(batch)
+                bar.update(len(batch))
 
     def shutdown(self) -> None:
         if self._executor is not None:
@@ -254,7 +275,8 @@ def open_job(kind: str, cfg: Any, prompt_version: str) -> tuple[JobContext, dict
     check_same_job(previous, kind, teacher.name, prompt_version, cfg.out)
     store = DatasetStore(cfg.out, retry_failed=cfg.retry_failed)
     ctx = JobContext(store=store, teacher=teacher, concurrency=cfg.concurrency,
-                     refusal_retries=cfg.refusal_retries, workers=cfg.workers)
+                     refusal_retries=cfg.refusal_retries, workers=cfg.workers,
+                     engine=cfg.engine, address=cfg.address)
     return ctx, previous
 
 
@@ -286,6 +308,7 @@ def run_job(ctx: JobContext, units: list[Unit], manifest: Callable[[str], None],
             await ctx.teacher.aclose()
     status = "stopped"
     try:
+        ctx.preload(progress)
         asyncio.run(main())
         status = "complete"
     finally:

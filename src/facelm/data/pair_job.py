@@ -55,26 +55,25 @@ class PairsConfig:
     refusal_retries: int = 2
     workers: int = 1
     retry_failed: bool = False
+    engine: str = "local"               # "ray": the photos are analysed by Ray Data
+    address: str | None = None          # the Ray cluster (facelm.engines)
 
 
 def analyse_many(paths: list[str], workers: int = 1, progress: bool = True,
-                 fast: bool = False) -> dict[str, Any]:
+                 fast: bool = False, engine: str = "local",
+                 address: str | None = None) -> dict[str, Any]:
     """Analyses of the photos that have a face (the others cannot be hard negatives); fast=True
-    measures identity only (no age, gender, expression)."""
-    from functools import partial
-
+    measures identity only (no age, gender, expression). `engine`: facelm.engines."""
     from tqdm import tqdm
-    from ..faces.analysis import analyse_or_error
-    from ..workers import process_pool
-    one = partial(analyse_or_error, fast=fast)
-    if workers > 1:
-        with process_pool(workers) as pool:
-            results = list(tqdm(pool.map(one, paths, chunksize=4), total=len(paths),
-                                desc="embeddings", unit="photo", disable=not progress))
-    else:
-        results = [one(p) for p in tqdm(paths, desc="embeddings", unit="photo",
-                                        disable=not progress)]
-    return {p: r for p, r in zip(paths, results) if not isinstance(r, Exception)}
+    from ..batch import analyse_paths
+    from ..engines import iter_batches
+    found: dict[str, Any] = {}
+    with tqdm(total=len(paths), desc="embeddings", unit="photo", disable=not progress) as bar:
+        for batch in iter_batches(analyse_paths, paths, engine=engine, address=address,
+                                  workers=workers, fast=fast):
+            found.update((p, r) for p, r in batch if not isinstance(r, Exception))
+            bar.update(len(batch))
+    return {p: found[p] for p in paths if p in found}   # input order, whatever finished first
 
 
 def sampling_options(cfg: PairsConfig) -> dict[str, Any] | None:
@@ -112,7 +111,8 @@ def get_pairs(cfg: PairsConfig, images: list[LabeledImage], previous: dict[str, 
                                hint="give --labels (file,identity) to sample pairs, or --pairs")
     def analyse(paths: list[str]) -> dict[str, Any]:
         found = analyse_many(paths, cfg.workers, progress,
-                             fast=keep is None and not cfg.same_group)
+                             fast=keep is None and not cfg.same_group, engine=cfg.engine,
+                             address=cfg.address)
         if keep is not None:
             keep.update(found)
         return found

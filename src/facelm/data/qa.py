@@ -41,6 +41,8 @@ class QAConfig:
     refusal_retries: int = 2
     workers: int = 1                    # face-analysis processes
     retry_failed: bool = False
+    engine: str = "local"               # "ray": the photos are analysed up front by Ray Data
+    address: str | None = None          # the Ray cluster (facelm.engines)
 
 
 def check_aspects(aspects: tuple[str, ...], known: dict[str, str]) -> None:

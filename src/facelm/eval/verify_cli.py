@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_table import add_engine_options
 from ..csvio import read_csv, read_csv_lines
 from ..data.store import repair
 from ..errors import FaceLMError, InputFormatError
@@ -40,6 +41,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--min-group", type=int, default=20, help="smallest group counted in the gaps (default 20)")
     p.add_argument("--out", type=Path, default=Path("reports") / "verify", help="report folder")
     p.add_argument("--workers", type=int, default=2)
+    add_engine_options(p)   # who analyses the pairs' photos (the attribute section stays local)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_verify)
 
@@ -112,7 +114,8 @@ def verification_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     used = _selected_pairs(args, out)
     root = args.root or args.pairs.parent
     _check_inputs(out, "pairs", {"pairs_sha256": _sha256(used), "root": str(Path(root).resolve())})
-    run(BatchConfig(pairs=used, out=out / "pairs.jsonl", root=root, workers=args.workers),
+    run(BatchConfig(pairs=used, out=out / "pairs.jsonl", root=root, workers=args.workers,
+                    engine=args.engine, address=args.address),
         progress=not args.quiet)
     recs = sorted(repair(out / "pairs.jsonl", "index", "verify --pairs result"),
                   key=lambda r: r["index"])

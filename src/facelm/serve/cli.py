@@ -13,7 +13,8 @@ def add_parser(subparsers: Any) -> None:
     from ..imageio import DEFAULT_MAX_PIXELS
     p = subparsers.add_parser(
         "serve", help="HTTP API and web page for verification and face questions",
-        description=f"Serve the API (/v1/verify, /v1/describe, /v1/chat/completions, /healthz) and "
+        description=f"Serve the API (/v1/verify, /v1/describe, /v1/search, /v1/chat/completions, "
+                    f"/healthz) and "
                     f"the page at /. Binds to {DEFAULT_HOST} by default; any other host needs "
                     f"{TOKEN_ENV} set, and clients then send `Authorization: Bearer <token>`.")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
@@ -40,6 +41,8 @@ def add_parser(subparsers: Any) -> None:
                    help=f"comma-separated Host names to answer besides {', '.join(LOOPBACK_NAMES)}, "
                         f"or '{ANY_HOST}' for any. Without a token only those loopback names are "
                         f"accepted (a defence against DNS rebinding); with a token, any by default")
+    p.add_argument("--index", metavar="GALLERY",
+                   help="a gallery folder (facelm index build) to search with /v1/search")
     p.add_argument("--no-warm", action="store_true",
                    help="do not load the face models at start-up (the first requests pay for it)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
@@ -51,8 +54,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
                        max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                        workers=args.workers, queue=args.queue, model=args.model,
                        warm=not args.no_warm, body_timeout=args.body_timeout, readers=args.readers,
-                       allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
-                       ).validate()
+                       allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()),
+                       index=args.index).validate()
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -61,6 +64,14 @@ def handler(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"facelm serve: error: {exc}", file=sys.stderr)
         return 2
+    if config.index is not None:  # a missing or mismatched gallery fails now, not at the first search
+        from ..errors import FaceLMError
+        from ..gallery import load
+        try:
+            load(config.index)
+        except FaceLMError as exc:
+            print(f"facelm serve: error: {exc}", file=sys.stderr)
+            return 2
     import uvicorn
 
     from .app import create_app

@@ -43,6 +43,8 @@ class ServeConfig:
     # Extra Host header names to accept; ("*",) turns the check off. Empty: the check is on only
     # without a token, and accepts the loopback names (see host_allowlist).
     allowed_hosts: tuple[str, ...] = ()
+    # A search gallery folder (facelm index build) for /v1/search; None: the route answers 503.
+    index: str | None = None
 
     @property
     def loopback(self) -> bool:

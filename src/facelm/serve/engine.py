@@ -116,6 +116,15 @@ def describe(image: bytes, name: str, aspect: str | None, seed: int, max_pixels:
     return out
 
 
+def search(image: bytes, name: str, index: str, k: int, seed: int, max_pixels: int) -> dict[str, Any]:
+    """The `facelm search --json` object for one uploaded image (the gallery is loaded once per
+    worker and read again when its gallery.json changes)."""
+    from ..api import analyze
+    from ..identify import search as search_gallery
+    rgb = load_rgb(image, max_pixels=max_pixels, name=name)
+    return search_gallery(analyze(rgb, name=name), index, k=k, seed=seed).to_dict()
+
+
 def face_choice(value: object) -> Any:
     """The `face` field parsed (422 naming `face` when it is not a choice). A server text model
     reads the whole photo, so it cannot follow a choice of face: refused, as `--model` in the CLI."""

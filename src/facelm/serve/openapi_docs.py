@@ -29,6 +29,13 @@ DESCRIBE_DOC: dict[str, Any] = {
             "which face: central, largest, N (from 0, left to right) or all (a `faces` list)")},
     },
 }
+SEARCH_DOC: dict[str, Any] = {
+    "files": {"image": "the photo to look for in the server's gallery (facelm serve --index)"},
+    "fields": {
+        "k": {"type": "integer", "default": 5, "description": "matches to return, 1..1000"},
+        "seed": {"type": "integer", "default": 0, "description": "phrasing seed of the explanation"},
+    },
+}
 _ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "message": {"type": "string"}, "type": {"type": "string"}, "item": {"type": "string"},
     "hint": {"type": "string"}, "status": {"type": "integer"}}}}}

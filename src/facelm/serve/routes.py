@@ -1,4 +1,4 @@
-"""The API's routes: verify, describe, health and the aspect list.
+"""The API's routes: verify, describe, search, health and the aspect list.
 
 Order inside each handler: token (dependency) -> receive the body with its limits and deadline
 (intake.py) -> admission (503 when full) -> work in a worker process. Receiving comes first so a
@@ -18,8 +18,9 @@ from ..schema_version import stamp
 from . import engine
 from .auth import require_token
 from .errors import APIError
-from .openapi_docs import DESCRIBE_DOC, ERROR_RESPONSES, VERIFY_DOC, body_schema
-from .schemas import AspectList, DescribeFacesResult, DescribeResult, Health, VerifyResult
+from .openapi_docs import DESCRIBE_DOC, ERROR_RESPONSES, SEARCH_DOC, VERIFY_DOC, body_schema
+from .schemas import (AspectList, DescribeFacesResult, DescribeResult, Health, SearchResult,
+                      VerifyResult)
 from .uploads import (BODY_SLACK, Form, base64_body_limit, clean_name, decode_base64_image,
                       name_field, parse_json, read_body, read_form)
 
@@ -83,6 +84,27 @@ async def describe(request: Request) -> JSONResponse:
     async with state.pool.slot():
         result = await state.pool.run(engine.describe, form.files["image"], form.names["image"],
                                       aspect, seed, cfg.max_pixels, form.fields.get("face"))
+    return JSONResponse(stamp(result))
+
+
+@router.post("/v1/search", dependencies=[Depends(require_token)], responses=ERROR_RESPONSES,
+             openapi_extra=body_schema(SEARCH_DOC), response_model=SearchResult,
+             summary="Who in the server's gallery is this?")
+async def search(request: Request) -> JSONResponse:
+    """The same JSON as `facelm search IMG --index GALLERY --json`, on the gallery the server was
+    started with (`facelm serve --index GALLERY`)."""
+    state = request.app.state
+    cfg = state.config
+    if cfg.index is None:  # checked before reading the body: no upload is wasted
+        raise APIError(503, "this server has no search gallery", type="index_not_configured",
+                       hint="start it with --index GALLERY (a folder from facelm index build)")
+    form = await state.intake.read(read_images, request, ("image",), cfg)
+    k = _int(form, "k") if "k" in form.fields else 5
+    if not 1 <= k <= 1000:
+        raise APIError(422, f"k must be from 1 to 1000, not {k}", item="k", hint="e.g. 5")
+    async with state.pool.slot():
+        result = await state.pool.run(engine.search, form.files["image"], form.names["image"],
+                                      cfg.index, k, _int(form, "seed"), cfg.max_pixels)
     return JSONResponse(stamp(result))
 
 

@@ -174,6 +174,51 @@ class VerifyResult(Stamped):
         None, description="`facelm verify --model`: whether each text states the calibrated verdict")
 
 
+class SearchMatch(Closed):
+    id: int = Field(description="the gallery entry's id (facelm index remove --ids)")
+    path: str = Field(description="the gallery photo")
+    identity: str = Field(description="its identity: the CSV's `identity`, else the file stem")
+    score: float = Field(description="fused score, as /v1/verify computes it for the two photos")
+    same: bool = Field(description="the verdict: score >= threshold")
+    verdict: Literal["same", "different"] = Field(description="the verdict in words")
+    probability: float = Field(description="calibrated P(same person | score)")
+
+
+class SearchBest(Closed):
+    """The query compared with the best match's photo: /v1/verify's fields, less `a`."""
+    path: str
+    identity: str
+    same: bool
+    score: float
+    threshold: float
+    probability: float
+    confidence: float
+    scores: dict[str, float]
+    model_verdicts: dict[str, bool]
+    differences: Differences
+    explanation: Optional[Explanation]
+    b: Analysis = Field(description="the gallery photo's analysis")
+
+
+class SearchGallery(BaseModel):
+    """The gallery searched: folder, size and the FAISS index kind (open: IVF adds nlist, nprobe
+    and the measured recall@10)."""
+    folder: str
+    size: int
+    kind: Literal["exact", "ivf"]
+    faiss: str
+
+
+class SearchResult(Stamped):
+    """`POST /v1/search` and `facelm search IMG --index GALLERY --json`."""
+    matches: list[SearchMatch] = Field(description="the top k, best first")
+    threshold: float
+    best_match: Optional[SearchBest] = Field(description="the query against the best match, explained")
+    query: Analysis
+    gallery: SearchGallery
+    warnings: list[str] = Field([], description="the query's: several faces found, one chosen")
+
+
 class DescribeResult(Stamped):
     """`POST /v1/describe` and `facelm describe IMG --json`."""
     answers: dict[str, str] = Field(description="aspect -> answer")

@@ -6,6 +6,7 @@
 * `base` / `registry`: the Teacher interface, and teachers by name (`TeacherSpec`);
 * `openai_teacher`: an async OpenAI-compatible chat client (retries, backoff, Retry-After, cost)
   over `http`, a lean keep-alive HTTP/1.1 client (httpx when a proxy is set);
+* `endpoints`: several endpoints behind one teacher (caps, failover, cool-down);
 * `evidence_teacher`: the offline teacher that writes from labels and measurements;
 * `chat_server`: a local chat-completions server that injects faults, for tests and benchmarks.
 

@@ -60,6 +60,11 @@ class Teacher(abc.ABC):
         job hold it around each whole `complete` call instead."""
         return False
 
+    def slots(self, concurrency: int) -> int:
+        """How many requests the job may keep in flight when each of the teacher's endpoints
+        takes `concurrency`: their caps summed (one endpoint, or none: `concurrency`)."""
+        return concurrency
+
     def config(self) -> dict[str, Any]:
         """What the manifest records about this teacher (no secrets)."""
         return {"name": self.name}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -36,6 +37,7 @@ class ServerConfig:
     refuse: str = "never"                     # "never" | "always" | "unless_strict"
     invert_verdict: bool = False              # pair explanations state the opposite verdict
     chunked: bool = False                     # send bodies with Transfer-Encoding: chunked
+    max_parallel: int = 0                     # answers worked on at once, the rest queue (0: any)
     seed: int = 0
 
 
@@ -49,6 +51,7 @@ class ChatServer:
         self.outcomes: Counter = Counter()
         self._rng = random.Random(self.cfg.seed)
         self._script = list(self.cfg.script)
+        self._busy: asyncio.Semaphore | None = None   # made in the server's loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -81,6 +84,8 @@ class ChatServer:
 
     async def _serve(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        if self.cfg.max_parallel > 0:
+            self._busy = asyncio.Semaphore(self.cfg.max_parallel)
         server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=1024)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -98,7 +103,9 @@ class ChatServer:
                 request = await _read_request(reader)
                 if request is None:
                     break
-                status, headers, body = await self.respond(*request)
+                # A GPU server batches so many sequences at once; the others wait their turn.
+                async with self._busy or contextlib.nullcontext():
+                    status, headers, body = await self.respond(*request)
                 writer.write(_response(status, headers, body, self.cfg.chunked))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -209,11 +216,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="seconds a fault takes (default: --latency)")
     p.add_argument("--faults", default="429,500,malformed", help=f"kinds among {','.join(FAULTS)}")
     p.add_argument("--retry-after", type=float, default=0.1, help="seconds a 429 asks to wait")
+    p.add_argument("--max-parallel", type=int, default=0,
+                   help="requests answered at once, the rest queue, as on a GPU server (0: any)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     cfg = ServerConfig(latency_s=a.latency, fault_rate=a.fault_rate, fault_latency_s=a.fault_latency,
                        fault_kinds=tuple(a.faults.split(",")), retry_after_s=a.retry_after,
-                       seed=a.seed)
+                       seed=a.seed, max_parallel=a.max_parallel)
     server = ChatServer(cfg, port=a.port).start()
     print(server.url, flush=True)
     try:

@@ -6,6 +6,8 @@ Images go inline as base64 JPEG data URLs (decoded with facelm.imageio, so EXIF 
 bounds how many are in flight. Transient failures (429, 5xx, timeouts, dropped connections,
 malformed bodies) are retried with exponential backoff and full jitter, waiting at least what the
 server's Retry-After / retry-after-ms asks. Token counts come from each response's `usage`.
+`base_url` may list several endpoints (facelm.teacher.endpoints): a request that meets a connection
+error, timeout or 5xx is retried at once on another endpoint, and each reply names its endpoint.
 """
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ import io
 import os
 import random
 import time
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, AsyncIterator
 
 from ..errors import FaceLMError
 from .base import Task, Teacher, TeacherError, TeacherFatalError, TeacherReply
-from .http import TransportError, TransportTimeout, make_transport
+from .endpoints import Endpoint, EndpointPool, parse_endpoints
+from .http import Response, TransportError, TransportTimeout, make_transport
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # USD per million (input, output) tokens, list prices of 2025; --price-in/--price-out override.
@@ -32,12 +36,14 @@ PRICES: dict[str, tuple[float, float]] = {
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 # These say every request would fail alike (bad key, no access, wrong URL or model name).
 FATAL_STATUS = frozenset({401, 403, 404})
+# These may mean the server behind the endpoint is down or broken: retried on another endpoint.
+FAILOVER_STATUS = frozenset({500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
 class OpenAIConfig:
     model: str = "gpt-4o-mini"
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str = DEFAULT_BASE_URL  # or several: "URL1,URL2#16" (URL#N: N requests in flight)
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 120.0
     max_retries: int = 8
@@ -50,6 +56,7 @@ class OpenAIConfig:
     price_in: float | None = None     # USD per million prompt tokens (None: PRICES or unknown)
     price_out: float | None = None
     transport: str = "auto"           # "lean" | "httpx" | "auto" (httpx when a proxy is set)
+    cooldown_s: float = 10.0          # an endpoint that keeps failing rests this long
 
     @property
     def name(self) -> str:
@@ -63,9 +70,12 @@ class OpenAITeacher(Teacher):
         self.name = cfg.name
         key = os.environ.get(cfg.api_key_env, "")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        # No connection limit here: the job's semaphore bounds requests in flight.
+        # No connection limit here: the job's semaphore and the pool's caps bound requests.
         try:
-            self._client = make_transport(cfg.base_url, headers, cfg.timeout_s, cfg.transport)
+            self._pool = EndpointPool(
+                parse_endpoints(cfg.base_url),
+                lambda url: make_transport(url, headers, cfg.timeout_s, cfg.transport),
+                cfg.cooldown_s)
         except (ValueError, KeyError) as exc:
             raise FaceLMError(f"cannot use this endpoint ({exc})", item=cfg.base_url,
                               hint="give --base-url like https://api.openai.com/v1") from exc
@@ -77,10 +87,13 @@ class OpenAITeacher(Teacher):
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, **asdict(self.cfg), "price_in": self.price_in,
-                "price_out": self.price_out}
+                "price_out": self.price_out, "endpoints": self._pool.stats()}
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
+
+    def slots(self, concurrency: int) -> int:
+        return self._pool.set_default_limit(concurrency)
 
     def share_limit(self, limit: Any) -> bool:
         # Held per HTTP exchange only: a request sleeping before its retry frees its slot, so the
@@ -88,13 +101,22 @@ class OpenAITeacher(Teacher):
         self._limit = limit
         return True
 
-    async def _exchange(self, body: dict[str, Any]) -> Any:
-        if self._limit is None:
-            return await self._client.post_json("/chat/completions", body)
-        async with self._limit:
+    @asynccontextmanager
+    async def _slot(self, tried: set[str]) -> AsyncIterator[Endpoint]:
+        async with self._limit or nullcontext():
             if self._fatal is not None:   # decided while this request waited for its slot
                 raise self._fatal
-            return await self._client.post_json("/chat/completions", body)
+            async with self._pool.lease(tried) as ep:
+                yield ep
+
+    async def _send(self, ep: Endpoint, body: dict[str, Any]) -> Response | str:
+        """The response, or why none came (the connection failed or timed out)."""
+        try:
+            return await ep.client.post_json("/chat/completions", body)
+        except TransportTimeout:
+            return f"timed out after {self.cfg.timeout_s:g} s"
+        except TransportError as exc:
+            return f"connection error ({exc})"
 
     async def complete(self, task: Task) -> TeacherReply:
         content: list[dict[str, Any]] = [{"type": "text", "text": task.prompt.user}]
@@ -109,36 +131,40 @@ class OpenAITeacher(Teacher):
 
     async def post(self, body: dict[str, Any], item: str = "") -> TeacherReply:
         """POST /chat/completions with retries; the reply's text and usage."""
-        start, last = time.monotonic(), "no attempt"
+        start, last, tried = time.monotonic(), "no attempt", set()   # tried: endpoints that failed
         for attempt in range(self.cfg.max_retries + 1):
             wait = None
-            try:
-                resp = await self._exchange(body)
-            except TransportTimeout:
-                last = f"timed out after {self.cfg.timeout_s:g} s"
-            except TransportError as exc:
-                last = f"connection error ({exc})"
-            else:
-                resp_status = resp.status
-                if resp_status == 200:
-                    parsed = _parse(resp)
-                    if isinstance(parsed, str):
-                        last = parsed
-                    else:
-                        return self._reply(parsed, start, attempt + 1)
-                elif resp_status in FATAL_STATUS:
-                    self._fatal = TeacherFatalError(f"HTTP {resp_status}: {_snippet(resp)}",
-                                                    item=self.name,
-                                                    hint=_fatal_hint(resp_status, self.cfg))
-                    raise self._fatal
-                elif resp_status in RETRY_STATUS:
-                    last, wait = f"HTTP {resp_status}: {_snippet(resp)}", retry_after(resp)
+            async with self._slot(tried) as ep:
+                resp = await self._send(ep, body)
+            if isinstance(resp, str) or resp.status in FAILOVER_STATUS:
+                # The endpoint may be down: count it, and send the retry elsewhere.
+                last = resp if isinstance(resp, str) else f"HTTP {resp.status}: {_snippet(resp)}"
+                self._pool.failed(ep)
+                tried.add(ep.url)
+                if attempt < self.cfg.max_retries and self._pool.has_untried(tried):
+                    continue   # another endpoint takes it now: no backoff
+            elif resp.status == 200:
+                parsed = _parse(resp)
+                if isinstance(parsed, str):
+                    last = parsed
                 else:
-                    raise TeacherError(f"HTTP {resp_status}: {_snippet(resp)}", item=item)
+                    self._pool.succeeded(ep)
+                    return self._reply(parsed, start, attempt + 1, ep.url)
+            elif resp.status in FATAL_STATUS:
+                self._fatal = TeacherFatalError(f"HTTP {resp.status}: {_snippet(resp)}",
+                                                item=self.name,
+                                                hint=_fatal_hint(resp.status, self.cfg))
+                raise self._fatal
+            elif resp.status in RETRY_STATUS:
+                last, wait = f"HTTP {resp.status}: {_snippet(resp)}", retry_after(resp)
+            else:
+                raise TeacherError(f"HTTP {resp.status}: {_snippet(resp)}", item=item)
             if attempt < self.cfg.max_retries:
                 await asyncio.sleep(self._delay(attempt, wait))
+        down = self._pool.all_down()
         raise TeacherError(f"gave up after {self.cfg.max_retries + 1} attempts; last: {last}",
-                           item=item)
+                           item=item, hint=f"all {len(self._pool.endpoints)} endpoints are down; "
+                           "check that the servers are up" if down else None)
 
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
         # Full jitter (AWS architecture blog): spreads the retries of many clients hit at once.
@@ -153,7 +179,8 @@ class OpenAITeacher(Teacher):
         # Never earlier than asked; a little jitter so a burst of 429s does not return in lockstep.
         return retry_after_s + self._rng.uniform(0, 0.1 * retry_after_s + 0.01)
 
-    def _reply(self, parsed: dict[str, Any], start: float, attempts: int) -> TeacherReply:
+    def _reply(self, parsed: dict[str, Any], start: float, attempts: int,
+               endpoint: str) -> TeacherReply:
         usage = parsed.get("usage") or {}
         pin, pout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         cost = None
@@ -165,7 +192,8 @@ class OpenAITeacher(Teacher):
             text = ""  # filtered: treated as a refusal by the job
         return TeacherReply(text.strip(), {"prompt_tokens": pin, "completion_tokens": pout,
                                            "cost_usd": cost, "attempts": attempts,
-                                           "latency_s": round(time.monotonic() - start, 3)})
+                                           "latency_s": round(time.monotonic() - start, 3),
+                                           "endpoint": endpoint})
 
     async def _data_url(self, path: str) -> str:
         # The eight aspects of one photo share one encoding (and its failure).

@@ -30,6 +30,7 @@ class TeacherSpec:
     price_in: float | None = None
     price_out: float | None = None
     transport: str | None = None        # "auto" | "lean" | "httpx" (openai teacher)
+    cooldown_s: float | None = None     # rest of an endpoint that keeps failing (openai teacher)
 
 
 def make_teacher(spec: TeacherSpec) -> Teacher:
