@@ -8,14 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from facelm.faces.attr_features import BLOCKS
 from facelm.faces.attr_heads import AGE_MAX, RACES, HeadWeights, probabilities
+from facelm.faces.attributes import _AGE_BINS
 from facelm.eval.fairness import age_group_index
 
 ROOT = Path(__file__).resolve().parents[1]
 BANDS = ((0, 10, "0-9"), (10, 20, "10-19"), (20, 40, "20-39"), (40, 60, "40-59"), (60, 200, "60+"))
-_OLD_AGE = 128 + 128 + 256                      # offsets in attr_features' vector
-_OLD_GENDER = _OLD_AGE + 81 + 16
-_OLD_AGE_BINS = np.array([0.25] + list(range(1, 81)), dtype=np.float64)
 
 
 def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
@@ -58,8 +57,10 @@ def evaluate(w: HeadWeights, d: dict[str, np.ndarray], x: np.ndarray | None = No
     new["race_by_group"] = {n: float(conf[i, i] / max(conf[i].sum(), 1)) for i, n in enumerate(RACES)}
     new["race_confusion"] = {"labels": list(RACES), "rows_true_cols_predicted": conf.tolist()}
     new["ece"] = {"gender": ece(p["gender"], d["gender"]), "race": ece(p["race"], d["race"])}
-    old_p = d["x"][:, _OLD_AGE:_OLD_AGE + 81].astype(np.float64)
-    old = _scores(d["x"][:, _OLD_GENDER:_OLD_GENDER + 2].argmax(1), (old_p / old_p.sum(1, keepdims=True)) @ _OLD_AGE_BINS, d)
+    # the old networks' own answers are part of the features: their age distribution and gender logits
+    old_p = d["x"][:, slice(*BLOCKS["age_dist"])].astype(np.float64)
+    old_age = (old_p / old_p.sum(1, keepdims=True)) @ _AGE_BINS
+    old = _scores(d["x"][:, slice(*BLOCKS["gender_logits"])].argmax(1), old_age, d)
     teen_up = [v["gender_accuracy"] for k, v in new["by_age_band"].items() if k != "0-9"]
     summary = {"photos": int(len(d["x"])), "gender": new["gender_accuracy"], "gender_min_10up": min(teen_up),
                "race": new["race_accuracy"], "race_min_group": min(new["race_by_group"].values()),

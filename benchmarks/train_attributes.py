@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from facelm.faces.attr_heads import AGE_MAX, GENDERS, RACES, HeadWeights, save_weights  # noqa: E402
-from facelm.faces.attr_features import FEATURE_VERSION  # noqa: E402
+from facelm.faces.attr_features import BLOCKS, FEATURE_VERSION  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIB = 1000          # photos of utkface-train held back from fitting, for temperatures + stopping
@@ -154,14 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# Feature blocks of attr_features (offsets into the vector), for the ablation.
-BLOCKS = {"sface": (0, 128), "dlib": (128, 256), "age_pool": (256, 512), "age_dist": (512, 593),
-          "gender_net": (593, 611), "colour": (611, 623)}
+_NETS = ("age_pool", "age_dist", "gender_hidden", "gender_logits")
 ABLATIONS = (("embeddings only", ("sface", "dlib")),
              ("+ age network (pooled, distribution)", ("sface", "dlib", "age_pool", "age_dist")),
-             ("+ gender network", ("sface", "dlib", "age_pool", "age_dist", "gender_net")),
+             ("+ gender network", ("sface", "dlib", *_NETS)),
              ("all (shipped): + chip colour", tuple(BLOCKS)),
-             ("networks + colour, no embeddings", ("age_pool", "age_dist", "gender_net", "colour")))
+             ("networks + colour, no embeddings", (*_NETS, "colour")))
 
 
 def ablation(train: dict[str, np.ndarray], calib: dict[str, np.ndarray], dev: dict[str, np.ndarray]) -> int:

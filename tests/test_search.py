@@ -97,6 +97,24 @@ def test_add_and_remove_without_rebuild(lfw_dir, gallery_dir, tmp_path):
     assert remove_photos(g, ids=[first]) == 1 and first not in gal.load(g).entries
 
 
+def test_gallery_writes_are_locked_and_foreign_folders_untouched(lfw_dir, gallery_dir, tmp_path):
+    from facelm.errors import FaceLMError
+    from facelm.identify import add_photos, build_gallery
+    from facelm.outlock import output_lock
+    g = tmp_path / "g"
+    shutil.copytree(gallery_dir, g)
+    probe = write_csv(tmp_path / "add.csv", [(photo(lfw_dir, PEOPLE[2], PER_PERSON + 1), "x")])
+    with output_lock(g, folder=True):          # another run holds the gallery
+        with pytest.raises(FaceLMError, match="another facelm run|held"):
+            add_photos(g, probe, progress=False)
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    with pytest.raises(FaceLMError, match="did not write"):
+        build_gallery(probe, user, progress=False)
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+
+
 @pytest.mark.parametrize("field,value", [("models", "sface"), ("weights", "dlib")])
 def test_model_or_weight_mismatch_is_refused(gallery_dir, tmp_path, capsys, field, value):
     from facelm.cli import main

@@ -59,17 +59,26 @@ def embed(items: Sequence[tuple[str, str]], folder: Path, *, workers: int = 2,
 def build_gallery(images: str | Path, out: str | Path, *, kind: str = "auto", workers: int = 2,
                   progress: bool = True) -> tuple[gal.Gallery, list[str]]:
     """A new gallery in `out` from a folder or CSV of photos; returns it and the failed photos."""
+    from .outlock import LOCK_NAME, output_lock
     out = Path(out)
     if (out / gal.META_FILE).exists():
         _check_rebuild(out)
-    items = gallery_items(images)
-    paths, names, vectors, failed = embed(items, out, workers=workers, progress=progress)
-    if not paths:
-        raise GalleryError("no photo with a face to index", item=str(images),
-                           hint="check the photos; each failed one is listed in analyses.parquet")
-    g = gal.build_index(vectors, paths, names, out, kind)
-    g.save()
+    elif out.is_dir() and any(p.name not in _OURS + (LOCK_NAME,) for p in out.iterdir()):
+        raise GalleryError("is a folder with files facelm did not write; it was left unchanged",
+                           item=str(out), hint="build into a new or empty --out folder")
+    with output_lock(out, folder=True):
+        items = gallery_items(images)
+        paths, names, vectors, failed = embed(items, out, workers=workers, progress=progress)
+        if not paths:
+            raise GalleryError("no photo with a face to index", item=str(images),
+                               hint="check the photos; each failed one is listed in analyses.parquet")
+        g = gal.build_index(vectors, paths, names, out, kind)
+        g.save()
     return g, failed
+
+
+# What a gallery folder holds: anything else in an --out folder is a user's, and is not touched.
+_OURS = (gal.INDEX_FILE, gal.META_FILE, gal.ANALYSES_FILE)
 
 
 def _check_rebuild(out: Path) -> None:
@@ -88,21 +97,25 @@ def _check_rebuild(out: Path) -> None:
 def add_photos(folder: str | Path, images: str | Path, *, workers: int = 2,
                progress: bool = True) -> tuple[list[int], list[str]]:
     """Add photos to a gallery without rebuilding it (photos already in it are skipped)."""
-    g = gal.load(folder)
-    present = {os.path.abspath(e["path"]) for e in g.entries.values()}
-    items = [(p, n) for p, n in gallery_items(images) if os.path.abspath(p) not in present]
-    paths, names, vectors, failed = embed(items, g.folder, workers=workers, progress=progress)
-    ids = g.add(paths, names, vectors)
-    g.save()
+    from .outlock import output_lock
+    with output_lock(Path(folder), folder=True):  # load-change-save: two at once would lose one's
+        g = gal.load(folder)
+        present = {os.path.abspath(e["path"]) for e in g.entries.values()}
+        items = [(p, n) for p, n in gallery_items(images) if os.path.abspath(p) not in present]
+        paths, names, vectors, failed = embed(items, g.folder, workers=workers, progress=progress)
+        ids = g.add(paths, names, vectors)
+        g.save()
     return ids, failed
 
 
 def remove_photos(folder: str | Path, *, ids: Sequence[int] = (), paths: Sequence[str] = ()) -> int:
     """Remove entries by id or by photo path, without rebuilding; returns how many were removed."""
-    g = gal.load(folder)
-    wanted = [*ids, *g.ids_of_paths([os.path.abspath(p) for p in paths])]
-    n = g.remove(sorted(set(wanted)))
-    g.save()
+    from .outlock import output_lock
+    with output_lock(Path(folder), folder=True):
+        g = gal.load(folder)
+        wanted = [*ids, *g.ids_of_paths([os.path.abspath(p) for p in paths])]
+        n = g.remove(sorted(set(wanted)))
+        g.save()
     return n
 
 

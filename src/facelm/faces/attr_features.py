@@ -18,7 +18,12 @@ from . import models
 # Bump when the features change: shipped heads record the version they were fitted on.
 FEATURE_VERSION = 1
 _EXTRA = {"age": ("layer_1_flatten", "logits"), "gender": ("layer_3_relu", "logits")}
-FEATURE_DIM = 128 + 128 + 256 + 81 + 16 + 2 + 12
+# The vector's blocks in order, with their widths: the one place their offsets come from.
+BLOCK_WIDTHS = {"sface": 128, "dlib": 128, "age_pool": 256, "age_dist": 81, "gender_hidden": 16,
+                "gender_logits": 2, "colour": 12}
+BLOCKS = {name: (sum(list(BLOCK_WIDTHS.values())[:i]), sum(list(BLOCK_WIDTHS.values())[:i + 1]))
+          for i, name in enumerate(BLOCK_WIDTHS)}
+FEATURE_DIM = sum(BLOCK_WIDTHS.values())
 
 
 def _exposed(name: str) -> Any:
@@ -36,9 +41,8 @@ def _exposed(name: str) -> Any:
 
 def run_exposed(name: str, chip: np.ndarray) -> dict[str, np.ndarray]:
     """All outputs of the age or gender network for one RGB chip, by tensor name (1-D each)."""
-    from .attributes import _MEANS
-    x = (chip.astype(np.float32) - _MEANS) / np.float32(256.0)
-    x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    from .attributes import network_input
+    x = network_input(chip)
     sess = _exposed(name)
     names = [o.name for o in sess.get_outputs()]
     outs = sess.run(names, {sess.get_inputs()[0].name: x})

@@ -34,9 +34,14 @@ def _chip(rgb: np.ndarray, shape5, size: int) -> np.ndarray:
     return np.ascontiguousarray(dlib.extract_image_chip(rgb, details))
 
 
-def _run_onnx(name: str, chip: np.ndarray) -> np.ndarray:
+def network_input(chip: np.ndarray) -> np.ndarray:
+    """An RGB chip as the age and gender networks take it: (byte - mean) / 256, NCHW."""
     x = (chip.astype(np.float32) - _MEANS) / np.float32(256.0)
-    x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def _run_onnx(name: str, chip: np.ndarray) -> np.ndarray:
+    x = network_input(chip)
     sess = models.onnx_session(name)
     return sess.run(None, {sess.get_inputs()[0].name: x})[0][0].astype(np.float64)
 
