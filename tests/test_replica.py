@@ -134,3 +134,16 @@ def test_smolvlm_replica_trains_merges_reloads_and_generates(smol_one_tile, qa_d
 
 def qa_data_image(folder: Path) -> str:
     return json.loads((folder / "records.jsonl").read_text().splitlines()[0])["images"][0]
+
+
+def test_replica_never_writes_into_a_folder_that_is_not_one(tmp_path):
+    from facelm.errors import FaceLMError
+    again = write_hub_files("internvl3-1b", write_hub_files("internvl3-1b", tmp_path / "r"))  # a replica: rewritten
+    assert (again / "config.json").is_file()
+    real = tmp_path / "real-model"
+    real.mkdir()
+    (real / "config.json").write_text('{"model_type": "internvl"}')
+    with pytest.raises(FaceLMError, match="does not hold a facelm replica"):
+        write_hub_files("internvl3-1b", real)
+    assert [p.name for p in real.iterdir()] == ["config.json"]
+    assert (real / "config.json").read_text() == '{"model_type": "internvl"}'

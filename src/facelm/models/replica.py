@@ -112,12 +112,29 @@ def build_replica(name: str, out: str | Path, *, seed: int = 0, dtype: str = "bf
     return out
 
 
+def _refuse_foreign(out: Path) -> None:
+    """A non-empty folder is written into only when it holds a replica already (its config says
+    so): the hub file names (config.json, tokenizer.json ...) would overwrite a real model's."""
+    import json
+    from ..errors import FaceLMError
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        ours = "facelm_replica" in json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise FaceLMError("is a folder that does not hold a facelm replica; it was left unchanged",
+                          item=str(out), hint="give a new or empty output folder")
+
+
 def write_hub_files(name: str, out: str | Path, *, seed: int = 0) -> Path:
     """Every file of replica `name` but the weights: enough to load its processor (seconds)."""
     if name not in REPLICAS:
         raise ValueError(f"unknown replica {name!r}; choose one of {sorted(REPLICAS)}")
     spec = REPLICAS[name]
     fixtures, out = FIXTURES / spec.fixtures, Path(out)
+    _refuse_foreign(out)
     out.mkdir(parents=True, exist_ok=True)
     _copy_fixtures(fixtures, out, spec, seed)
     spec.write_tokenizer(fixtures, out)
