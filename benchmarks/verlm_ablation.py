@@ -57,6 +57,8 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "cross-nosep-staged": ("cross, no separator, staged", "both", ["--fusion", "cross", "--separator", "none"]),
     "cross-eos-e2e": ("cross+eos, end-to-end only", "full", BASE),
     "cross-eos-staged-grounded": ("cross+eos, staged, grounded", "both", BASE + ["--mode", "grounded"]),
+    "cross-eos-staged-numbers": ("cross+eos, staged, vision + number tokens", "both",
+                                 BASE + ["--number-tokens"]),
 }
 # seed-0 diagnostics of what made the LM read its prefix (run with --only SLUG --seeds 0)
 DIAGNOSTICS: dict[str, tuple[str, str, list[str]]] = {

@@ -29,11 +29,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--mode", choices=MODES, default=M.mode,
                    help="vision: face features only (the paper); grounded: the measured evidence "
                         "also follows as text, and decoding copies numbers from it")
+    p.add_argument("--number-tokens", action="store_true",
+                   help="vision mode: one digit-coded prefix token per number the explanation "
+                        "states (the pair's own values), see facelm.models.verlm.numbers")
     p.add_argument("--answer-dropout", type=float, default=M.answer_dropout,
                    help="share of answer input tokens blanked in training (makes the LM read the prefix)")
     p.add_argument("--contrast-weight", type=float, default=M.contrast_weight,
                    help="weight of the contrastive conditioning loss (answer under its own pair vs "
                         "another's); 0: off")
+    p.add_argument("--number-loss-weight", type=float, default=M.number_loss_weight,
+                   help="loss weight of answer tokens holding a digit (default 1: plain mean)")
     p.add_argument("--contrast-margin", type=float, default=M.contrast_margin,
                    help="nats per answer token the own pair must win by")
     p.add_argument("--max-prompt-tokens", type=int, default=M.max_prompt_tokens)
@@ -86,8 +91,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
                         score_token=not args.no_score_token, pixel_encoder=args.pixel_encoder,
                         score_in_prompt=args.score_in_prompt, max_prompt_tokens=args.max_prompt_tokens,
                         prompt_layers=args.prompt_layers, mode=args.mode,
+                        number_tokens=args.number_tokens,
                         answer_dropout=args.answer_dropout, contrast_weight=args.contrast_weight,
-                        contrast_margin=args.contrast_margin)
+                        contrast_margin=args.contrast_margin,
+                        number_loss_weight=args.number_loss_weight)
     if not (args.data / "records.jsonl").is_file() and not args.data.is_file():
         raise InputFormatError("no records.jsonl here", item=str(args.data),
                                hint="make a dataset with `facelm data pairs|qa --out DIR` first")

@@ -46,6 +46,9 @@ class VerLMConfig:
     score_token: bool = True       # condition pair prompts on the calibrated identity score
     score_in_prompt: bool = False  # also state the calibrated result as text after the question
     mode: str = "vision"           # vision | grounded (see MODES)
+    # one prefix token per stated number (digit-coded) and one of flags, from the pair's
+    # comparison (numbers.py): what lets a vision-mode LM state the pair's own values
+    number_tokens: bool = False
     max_evidence_tokens: int = 400
     # training only: share of answer input tokens replaced by pad so the LM cannot predict the
     # template from its own history alone and must read the prefix (word dropout)
@@ -55,6 +58,9 @@ class VerLMConfig:
     # both the same and pays `contrast_weight * contrast_margin` (nats per answer token)
     contrast_weight: float = 0.0
     contrast_margin: float = 0.3
+    # training only: loss weight of answer tokens that hold a digit (the numbers a text states are
+    # a few tokens among many; weighting them makes reading them from the prefix pay)
+    number_loss_weight: float = 1.0
     version: int = 1
 
     def __post_init__(self) -> None:

@@ -23,6 +23,7 @@ class FaceItem:
     answer_ids: tuple[int, ...] = ()
     evidence_ids: tuple[int, ...] = ()   # grounded mode: the evidence text, read after the prefix
     evidence: str = ""
+    codes: np.ndarray | None = None      # number_tokens: (N_NUMBERS + 1, code width) digit codes
 
 
 def _comparison(analyses: Sequence[Any]) -> Any:
@@ -81,7 +82,12 @@ def make_item(images: Sequence[Any], prompt: str, tok: Any, cfg: VerLMConfig,
         evidence = evidence_text(analyses, comparison)
         # the leading newline separates it from the prefix; "Answer:" cues the answer's start
         evidence_ids = encode_text(tok, "\n" + evidence + "\nAnswer:", cfg.max_evidence_tokens)
-    return FaceItem(feats, crops, pair, len(images), prompt_ids, answer_ids, evidence_ids, evidence)
+    codes = None
+    if cfg.number_tokens:
+        from .numbers import pair_codes
+        codes = pair_codes(comparison)
+    return FaceItem(feats, crops, pair, len(images), prompt_ids, answer_ids, evidence_ids, evidence,
+                    codes)
 
 
 def _pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[Any, Any]:
@@ -104,6 +110,8 @@ def collate(items: Sequence[FaceItem], pad_id: int) -> dict[str, Any]:
         "pair": torch.from_numpy(np.stack([it.pair for it in items])),           # (B, 6)
         "n_images": torch.tensor([it.n_images for it in items]),                 # (B,)
     }
+    if items[0].codes is not None:
+        batch["codes"] = torch.from_numpy(np.stack([it.codes for it in items]))  # (B, N+1, W)
     batch["prompt_ids"], batch["prompt_mask"] = _pad([it.prompt_ids for it in items], pad_id)
     if any(it.evidence_ids for it in items):
         batch["evidence_ids"], batch["evidence_mask"] = _pad([it.evidence_ids for it in items], pad_id)

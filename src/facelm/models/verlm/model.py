@@ -30,6 +30,21 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(1) - 1).clamp(min=0)
 
 
+class NumberTokens(nn.Module):
+    """Digit codes of the stated numbers (numbers.pair_codes) -> one token each, plus a learned
+    embedding per quantity so the LM can tell the fused score's token from dlib's."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        from .numbers import CODE_WIDTH, FLAG_WIDTH, N_NUMBERS
+        self.n = N_NUMBERS + 1
+        self.proj = nn.Linear(CODE_WIDTH + FLAG_WIDTH, d)
+        self.which = nn.Parameter(torch.randn(self.n, d) * 0.02)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.proj(codes) + self.which                                 # (B, N+1, d)
+
+
 class VerLM(nn.Module):
     def __init__(self, config: VerLMConfig, lm: Any, tokenizer: Any) -> None:
         super().__init__()
@@ -43,7 +58,8 @@ class VerLM(nn.Module):
                                           c.ff_mult, c.dropout)
         self.separator = Separator(c.separator, d, separator_id(tokenizer))
         self.score_proj = nn.Linear(c.pair_feature_dim, d) if c.score_token else None
-        max_len = 2 * c.prefix_len + 2 + c.max_prompt_tokens
+        self.numbers = NumberTokens(d) if c.number_tokens else None
+        max_len = 2 * c.prefix_len + 2 + c.max_prompt_tokens + (self.numbers.n if self.numbers else 0)
         self.cross = (CrossProjection(d, max_len, c.cross_layers, c.n_heads, c.ff_mult, c.dropout)
                       if c.fusion == "cross" else None)
         # The prefix modules work at unit scale; this maps them to the LM's embedding scale
@@ -54,7 +70,7 @@ class VerLM(nn.Module):
     def prefix_modules(self) -> list[nn.Module]:
         """Everything trained in stage 1 (all but the LM)."""
         return [m for m in (self.pixel, self.mappers, self.prompt_mapper, self.separator,
-                            self.score_proj, self.cross) if m is not None]
+                            self.score_proj, self.numbers, self.cross) if m is not None]
 
     def _image_tokens(self, batch: dict[str, torch.Tensor], slot: int) -> torch.Tensor:
         feats = batch["feats"][:, slot]                                      # (B, F)
@@ -74,11 +90,15 @@ class VerLM(nn.Module):
                  else torch.zeros_like(sep))                                 # (B, 1, d)
         pmask = batch["prompt_mask"]
         prompt = self.prompt_mapper(embed(batch["prompt_ids"]) / s, pmask) * s  # (B, t, d)
-        x = torch.cat([img1, sep, img2, score, prompt], dim=1)               # (B, 2k+2+t, d)
+        parts = [img1, sep, img2, score]
         ones = torch.ones(b, k, dtype=torch.bool, device=dev)
-        valid = torch.cat([ones, (two & self.separator.enabled).unsqueeze(1),
-                           two.unsqueeze(1).expand(b, k),
-                           (two & (self.score_proj is not None)).unsqueeze(1), pmask], dim=1)
+        masks = [ones, (two & self.separator.enabled).unsqueeze(1), two.unsqueeze(1).expand(b, k),
+                 (two & (self.score_proj is not None)).unsqueeze(1)]
+        if self.numbers is not None:
+            parts.append(self.numbers(batch["codes"]) * s)                   # (B, N+1, d)
+            masks.append(two.unsqueeze(1).expand(b, self.numbers.n))
+        x = torch.cat([*parts, prompt], dim=1)                               # (B, 2k+2(+N+1)+t, d)
+        valid = torch.cat([*masks, pmask], dim=1)
         if self.cross is not None:
             x = self.cross(x / s, valid) * s
         if "evidence_ids" in batch:  # grounded: the evidence as plain LM tokens after the prefix
@@ -103,6 +123,17 @@ class VerLM(nn.Module):
         # position P-1+j predicts answer token j
         return h[:, p - 1: p - 1 + ans.shape[1]], amask, p                   # (B, A, d)
 
+    def _digit_tokens(self) -> torch.Tensor:
+        """(V,) bool: which vocabulary items hold a digit (computed once per model)."""
+        if "digit_tokens" not in self.__dict__:
+            from .grounding import token_pieces
+            pieces = token_pieces(self.tokenizer)
+            v = self.lm.get_output_embeddings().weight.shape[0]
+            mask = torch.zeros(v, dtype=torch.bool)
+            mask[: len(pieces)] = torch.tensor([any(ch.isdigit() for ch in p) for p in pieces][:v])
+            self.__dict__["digit_tokens"] = mask
+        return self.__dict__["digit_tokens"].to(self.emb_std.device)
+
     def answer_logprobs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-token log-probs of the answers (B, A), answer mask (B, A))."""
         h, amask, _ = self._hidden(batch)
@@ -122,7 +153,11 @@ class VerLM(nn.Module):
         c = self.config
         if not (self.training and c.contrast_weight > 0 and ans.shape[0] > 1):
             logits = self.lm.get_output_embeddings()(h[amask])              # (N, V), answers only
-            return F.cross_entropy(logits.float(), ans[amask])
+            if not (self.training and c.number_loss_weight != 1.0):
+                return F.cross_entropy(logits.float(), ans[amask])
+            ce = F.cross_entropy(logits.float(), ans[amask], reduction="none")
+            w = 1.0 + (c.number_loss_weight - 1.0) * self._digit_tokens()[ans[amask]].float()
+            return (ce * w).sum() / w.sum()
         own = self._token_logprobs(h, ans, amask)                           # (B, A)
         other = self._token_logprobs(self._hidden(rolled(batch))[0], ans, amask)
         n = amask.sum(1).clamp(min=1)
@@ -131,7 +166,7 @@ class VerLM(nn.Module):
         return ce + c.contrast_weight * F.relu(c.contrast_margin - gain).mean()
 
 
-CONDITIONING = ("feats", "crops", "pair", "n_images", "evidence_ids", "evidence_mask")
+CONDITIONING = ("feats", "crops", "pair", "n_images", "evidence_ids", "evidence_mask", "codes")
 
 
 def rolled(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
