@@ -46,12 +46,11 @@ def norm_gender(value: Any) -> str | None:
 def age_label(value: Any) -> tuple[float, float] | None:
     """(lo, hi) years of an age label: an exact age (lo == hi), a bin "20-29", or an open bin
     "more than 70" / "70+" (hi = 200); None when empty or unreadable."""
-    from ..teacher.labels import _BIN, _OVER
+    from ..teacher.labels import age_bin_bounds
+    bounds = age_bin_bounds(value)
+    if bounds:
+        return bounds
     text = str(value if value is not None else "").strip()
-    m = _BIN.match(text) or _OVER.match(text)
-    if m:
-        nums = [float(n) for n in m.groups() if n is not None]
-        return (nums[0], nums[1]) if len(nums) == 2 else (nums[0], 200.0)
     try:
         age = float(text)
     except ValueError:

@@ -96,13 +96,28 @@ def age_phrase(value: Any) -> str | None:
 MAX_AGE = 120
 
 
+# The upper end given to an open bin ("more than 70" -> 70..OPEN_BIN_END).
+OPEN_BIN_END = 200.0
+
+
+def age_bin_bounds(value: Any) -> tuple[float, float] | None:
+    """(lo, hi) years of a bin label "20-29", or of an open bin "more than 70" / "70+" (hi =
+    OPEN_BIN_END); None for anything else (an exact age included)."""
+    text = str(value if value is not None else "").strip()
+    m = _BIN.match(text) or _OVER.match(text)
+    if not m:
+        return None
+    nums = [float(n) for n in m.groups() if n is not None]
+    return (nums[0], nums[1]) if len(nums) == 2 else (nums[0], OPEN_BIN_END)
+
+
 def age_label_problem(value: Any) -> str | None:
     """Why an age label cannot be right, or None: labels are exact ages 0..MAX_AGE, bins
     ("20-29") or open bins ("more than 70", "70+"), the forms age_phrase reads."""
     text = str(value).strip()
-    m = _BIN.match(text) or _OVER.match(text)
-    if m:
-        nums = [float(n) for n in m.groups() if n is not None]
+    bounds = age_bin_bounds(text)
+    if bounds:
+        nums = [bounds[0]] if bounds[1] == OPEN_BIN_END else list(bounds)
     else:
         try:
             nums = [float(text)]
