@@ -122,10 +122,11 @@ def _describe(a: FaceAnalysis, aspect: str | None, seed: int) -> Description:
 
 
 def search(image: ImageInput | FaceAnalysis, index: Any, k: int = 5, *, fast: bool = False,
-           explain: bool = True, seed: int = 0) -> Any:
+           explain: bool = True, seed: int = 0, min_score: float | None = None) -> Any:
     """Who in the gallery is this? The top k photos of `index` (a gallery folder from `facelm index
     build`, or a loaded facelm.gallery.Gallery), best first, each with its fused score and the
-    calibrated verdict, and the query compared with the best match (explanation). Returns a
+    calibrated verdict, and the query compared with the best match (explanation); with
+    `min_score`, matches below it are left out (an open-set threshold, docs/search.md). Returns a
     facelm.identify.SearchResult; needs faiss (see docs/search.md)."""
     from .identify import search as _search
-    return _search(image, index, k=k, fast=fast, explain=explain, seed=seed)
+    return _search(image, index, k=k, fast=fast, explain=explain, seed=seed, min_score=min_score)

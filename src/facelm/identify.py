@@ -142,6 +142,7 @@ class SearchResult:
     threshold: float
     best: Comparison | None           # the query against the best match's photo, explained
     gallery: dict[str, Any]
+    min_score: float | None = None    # matches below it were left out (open-set threshold)
 
     def to_dict(self) -> dict[str, Any]:
         best = None
@@ -150,7 +151,7 @@ class SearchResult:
             best = {"path": self.matches[0].path, "identity": self.matches[0].identity,
                     **{k: v for k, v in cmp.items() if k not in ("a", "warnings")}}
         return {"matches": [m.to_dict() for m in self.matches], "threshold": self.threshold,
-                "best_match": best, "query": self.query.to_dict(), "gallery": _round(self.gallery),
+                "min_score": self.min_score, "best_match": best, "query": self.query.to_dict(), "gallery": _round(self.gallery),
                 "warnings": list(self.query.warnings)}
 
 
@@ -172,22 +173,44 @@ def open_gallery(index: str | Path | gal.Gallery) -> gal.Gallery:
 
 
 def search(image: ImageInput | FaceAnalysis, index: str | Path | gal.Gallery, *, k: int = 5,
-           fast: bool = False, explain: bool = True, seed: int = 0) -> SearchResult:
+           fast: bool = False, explain: bool = True, seed: int = 0,
+           min_score: float | None = None) -> SearchResult:
     """Who in the gallery is this? The top k gallery photos by fused score, best first, each with
-    the calibrated verdict, and the query compared with the best match (dual-tier explanation)."""
+    the calibrated verdict, and the query compared with the best match (dual-tier explanation).
+    `min_score`: report only matches scoring at least this (an open-set threshold, chosen for the
+    false-positive identification rate wanted; docs/search.md); no match is then "not in the gallery"."""
     from .api import analyze, compare
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
         raise InputFormatError(f"k must be a whole number from 1 to 1000, not {k!r}", item="k")
+    min_score = check_min_score(min_score)
     g = open_gallery(index)
     query = image if isinstance(image, FaceAnalysis) else analyze(image, fast=fast)
     vec = gal.fused_vectors(np.asarray(query.embeddings["sface"]), np.asarray(query.embeddings["dlib"]))
     scores, ids = g.search(vec, k)
-    matches = tuple(_match(g, int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0)
+    matches = tuple(_match(g, int(i), float(s)) for s, i in zip(scores[0], ids[0])
+                    if i >= 0 and (min_score is None or s >= min_score))
     best = None
     if explain and matches:
         best = compare(query, matches[0].path, fast=fast, seed=seed)
     info = {"folder": str(g.folder), "size": len(g), **g.info}
-    return SearchResult(query=query, matches=matches, threshold=cal.THRESHOLD, best=best, gallery=info)
+    return SearchResult(query=query, matches=matches, threshold=cal.THRESHOLD, best=best, gallery=info,
+                        min_score=min_score)
+
+
+def check_min_score(value: object) -> float | None:
+    """None, or a finite number in [-1, 1] (fused scores are convex sums of cosines)."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        score = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        score = float("nan")
+    if not -1.0 <= score <= 1.0:  # also refuses nan
+        raise InputFormatError(f"min_score must be a number from -1 to 1, not {value!r}",
+                               item="min_score", hint="e.g. 0.827 (FPIR 1 % on LFW; docs/search.md)")
+    return score
 
 
 def _match(g: gal.Gallery, i: int, score: float) -> Match:

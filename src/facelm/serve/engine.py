@@ -116,13 +116,15 @@ def describe(image: bytes, name: str, aspect: str | None, seed: int, max_pixels:
     return out
 
 
-def search(image: bytes, name: str, index: str, k: int, seed: int, max_pixels: int) -> dict[str, Any]:
+def search(image: bytes, name: str, index: str, k: int, seed: int, max_pixels: int,
+           min_score: float | None = None) -> dict[str, Any]:
     """The `facelm search --json` object for one uploaded image (the gallery is loaded once per
     worker and read again when its gallery.json changes)."""
     from ..api import analyze
     from ..identify import search as search_gallery
     rgb = load_rgb(image, max_pixels=max_pixels, name=name)
-    return search_gallery(analyze(rgb, name=name), index, k=k, seed=seed).to_dict()
+    return search_gallery(analyze(rgb, name=name), index, k=k, seed=seed,
+                          min_score=min_score).to_dict()
 
 
 def face_choice(value: object) -> Any:

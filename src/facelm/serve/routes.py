@@ -102,9 +102,10 @@ async def search(request: Request) -> JSONResponse:
     k = _int(form, "k") if "k" in form.fields else 5
     if not 1 <= k <= 1000:
         raise APIError(422, f"k must be from 1 to 1000, not {k}", item="k", hint="e.g. 5")
+    min_score = _min_score(form.fields.get("min_score"))
     async with state.pool.slot():
         result = await state.pool.run(engine.search, form.files["image"], form.names["image"],
-                                      cfg.index, k, _int(form, "seed"), cfg.max_pixels)
+                                      cfg.index, k, _int(form, "seed"), cfg.max_pixels, min_score)
     return JSONResponse(stamp(result))
 
 
@@ -163,6 +164,17 @@ def _float(form: Form, key: str) -> float | None:
     if isinstance(value, bool) or not math.isfinite(out):
         raise APIError(422, f"{value!r} is not a number", item=key, hint="e.g. 0.5")
     return out
+
+
+def _min_score(value: object) -> float | None:
+    """The optional `min_score` field (a form sends text, JSON a number): 422 when it is not one."""
+    from ..errors import InputFormatError
+    from ..identify import check_min_score
+    try:
+        return check_min_score(None if value in (None, "") else value)
+    except InputFormatError as exc:
+        raise APIError(422, exc.message, item="min_score",
+                       hint="a number from -1 to 1, e.g. 0.827") from None
 
 
 def _int(form: Form, key: str) -> int:

@@ -201,11 +201,11 @@ class SearchBest(Closed):
 
 
 class SearchGallery(BaseModel):
-    """The gallery searched: folder, size and the FAISS index kind (open: IVF adds nlist, nprobe
-    and the measured recall@10)."""
+    """The gallery searched: folder, size and the FAISS index kind (open: IVF adds nlist, nprobe,
+    pq k_factor, both the measured recall@10)."""
     folder: str
     size: int
-    kind: Literal["exact", "ivf"]
+    kind: Literal["exact", "ivf", "pq"]
     faiss: str
 
 
@@ -213,6 +213,7 @@ class SearchResult(Stamped):
     """`POST /v1/search` and `facelm search IMG --index GALLERY --json`."""
     matches: list[SearchMatch] = Field(description="the top k, best first")
     threshold: float
+    min_score: Optional[float] = Field(None, description="matches below it were left out (min_score)")
     best_match: Optional[SearchBest] = Field(description="the query against the best match, explained")
     query: Analysis
     gallery: SearchGallery
