@@ -140,7 +140,9 @@ def _record(i: int, row: dict[str, str], paths: tuple[str | None, ...], results:
 
 
 def run(cfg: BatchConfig, progress: bool = True) -> BatchSummary:
+    from .engines import check_engine
     rows = read_pairs_csv(cfg.pairs)
+    check_engine(cfg.engine, cfg.address)   # a Ray cluster that is not there: nothing written
     check_writable_file(cfg.out)
     with output_lock(cfg.out):
         done, errors = scan_output(cfg.out, len(rows))

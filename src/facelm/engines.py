@@ -10,6 +10,10 @@ through this process, so a retried batch is never written twice.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import subprocess
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Callable, Iterator
 
@@ -66,6 +70,8 @@ def check_engine(engine: str, address: str | None) -> None:
                           hint="add --engine ray, or leave out --address")
     if engine == "ray":
         _import_ray()   # before any work: a missing Ray is one line, not a half-started run
+        if address:     # and before the output exists: an unreachable cluster writes nothing
+            check_address(address)
 
 
 def _local_batches(fn: Callable[..., list], chunks: list[list[str]], workers: int,
@@ -132,14 +138,116 @@ def _ray_batches(fn: Callable[..., list], chunks: list[list[str]], workers: int,
 
 def _start_ray(ray: Any, address: str | None) -> None:
     """Join the cluster at `address` ("auto": the one `ray start` made on this machine), or with
-    None start a private local cluster for this run."""
-    try:
+    None start a private local cluster for this run, watched by `_guard_local_cluster`."""
+    try:   # check_engine has checked `address` (iter_batches calls it first)
         ray.init(address=address, logging_level="WARNING", log_to_driver=False,
                  include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise FaceLMError(f"cannot join the Ray cluster {address!r} ({str(exc).splitlines()[0]})",
-                          item="--address", hint="start it with `ray start --head` (docs/scale.md), "
-                          "or leave out --address for a local one") from None
+        if address is None:
+            raise FaceLMError(f"cannot start a local Ray cluster ({str(exc).splitlines()[0]})",
+                              item="--engine", hint="see docs/scale.md, or use --engine "
+                              "local") from None
+        raise _cannot_join(address, str(exc).splitlines()[0]) from None
+    if address is None:
+        _guard_local_cluster(ray)
+
+
+# --- joining a cluster: refuse an address where none runs, in seconds --------------------------
+
+CONNECT_TIMEOUT = 3.0   # seconds for the TCP connection and the gRPC server's first frame
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(3) + b"\x04" + bytes(5)  # + SETTINGS
+
+
+def check_address(address: str) -> None:
+    """Refuse, within CONNECT_TIMEOUT, a Ray address where no Ray (gRPC) server answers. Needed
+    because ray.init (Ray 2.60) retries an unreachable GCS for minutes (measured: >120 s for
+    127.0.0.1:1, >80 s for a name that does not resolve) before failing."""
+    try:
+        host, port = _bootstrap_address(address)
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as sock:
+            if os.environ.get("RAY_USE_TLS", "0") in ("0", ""):   # TLS: a TCP answer must do
+                sock.sendall(H2_PREFACE)   # a gRPC server answers with its SETTINGS frame
+                head = sock.recv(9)
+                if len(head) < 4 or head[3] != 4:
+                    raise OSError("something answers there, but not a Ray (gRPC) server")
+    except socket.timeout:
+        raise _cannot_join(address, f"no answer within {CONNECT_TIMEOUT:g} s") from None
+    except (OSError, ConnectionError, ValueError) as exc:
+        raise _cannot_join(address, str(exc).splitlines()[0] if str(exc) else
+                           type(exc).__name__) from None
+
+
+def _bootstrap_address(address: str) -> tuple[str, int]:
+    """(host, port) that ray.init would connect to: "auto" and localhost resolved by Ray's own
+    rules (GCS listens on the node's IP), ray:// (Ray Client) taken as given."""
+    if address.startswith("ray://"):
+        hostport, default = address[len("ray://"):].split("/")[0], 10001
+    else:
+        from ray._private.services import canonicalize_bootstrap_address
+        hostport, default = canonicalize_bootstrap_address(address) or "", 6379
+    host, sep, port = hostport.rpartition(":")
+    host, port = (host, port) if sep and port.isdigit() else (hostport, str(default))
+    if not host.strip("[]"):
+        raise ValueError(f"not HOST:PORT: {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _cannot_join(address: str | None, why: str) -> FaceLMError:
+    return FaceLMError(f"cannot join the Ray cluster {address!r}: {why}", item="--address",
+                       hint="start it with `ray start --head` (docs/scale.md), or leave out "
+                       "--address to start a local one")
+
+
+# --- a local cluster dies with this process, kill -9 included ----------------------------------
+
+_WATCHDOG: subprocess.Popen | None = None   # referenced, so that its stdin pipe stays open
+
+
+def _guard_local_cluster(ray: Any) -> None:
+    """Start a watchdog that kills the local cluster's processes once this process is gone.
+    Ray 2.60 starts gcs_server and raylet with PR_SET_PDEATHSIG (they die with this process) and
+    workers exit when their raylet does, but after a kill -9 ray::DashboardAgent and
+    ray::RuntimeEnvAgent spend ~60 s reporting to the dead GCS before exiting (measured)."""
+    global _WATCHDOG
+    try:
+        node = ray._private.worker._global_node
+        roots = [p.process.pid for procs in node.all_processes.values() for p in procs]
+    except AttributeError:   # another Ray layout: its own fate-sharing is all there is
+        return
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # facelm's parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get(
+        "PYTHONPATH")]))}
+    # its own session: a Ctrl-C to this process's group must not stop the watchdog first
+    _WATCHDOG = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from facelm.engines import watch; "
+         "watch([int(a) for a in sys.argv[1:]])", *map(str, roots)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        start_new_session=True)
+
+
+def watch(roots: list[int]) -> None:
+    """The watchdog: every second, note `roots` and their descendants; when stdin reaches EOF
+    (the driver died: the kernel closed its end of the pipe), kill every noted process still
+    running. psutil's kill checks the create time, so a reused PID is never hit."""
+    import select
+    import psutil
+    seen: dict[int, psutil.Process] = {}
+    while True:
+        for pid in roots:
+            try:
+                root = psutil.Process(pid)
+                for p in [root, *root.children(recursive=True)]:
+                    seen.setdefault(p.pid, p)
+            except psutil.Error:
+                pass
+        seen = {pid: p for pid, p in seen.items() if p.is_running()}
+        if select.select([sys.stdin], [], [], 1.0)[0] and not os.read(sys.stdin.fileno(), 4096):
+            break
+    for p in seen.values():
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
 
 
 def _import_ray() -> Any:

@@ -232,6 +232,8 @@ def build_units(pairs: list[Pair], plan: PairPlan, ctx: JobContext) -> tuple[lis
 
 def run_pairs(cfg: PairsConfig, progress: bool = True) -> dict[str, Any]:
     """Generate (or resume) the pair-explanation dataset in cfg.out; returns the manifest."""
+    from ..engines import check_engine
+    check_engine(cfg.engine, cfg.address)   # before the folder exists: a missing cluster writes nothing
     with output_lock(cfg.out, folder=True):  # one job per folder
         return _run_pairs(cfg, progress)
 

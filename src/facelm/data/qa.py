@@ -86,6 +86,8 @@ def make_unit(img: LabeledImage, aspect: str, cfg: QAConfig, prompts: PromptSet,
 
 def run_qa(cfg: QAConfig, progress: bool = True) -> dict[str, Any]:
     """Generate (or resume) the QA dataset in cfg.out; returns the manifest."""
+    from ..engines import check_engine
+    check_engine(cfg.engine, cfg.address)   # before the folder exists: a missing cluster writes nothing
     with output_lock(cfg.out, folder=True):  # one job per folder
         return _run_qa(cfg, progress)
 
