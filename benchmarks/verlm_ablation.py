@@ -50,21 +50,28 @@ class Setup:
 BASE = ["--fusion", "cross", "--separator", "eos"]
 # the first recipe (the trainer's defaults of the earlier ablation): LoRA, lr 1e-3 / 5e-4
 OLD = ["--lr", "1e-3", "--lr-full", "5e-4", "--lm-train", "lora"]
-# slug: (label, stage, flags); the flags override the Setup's recipe
+LONG = ["--max-steps", "1500", "--number-loss-weight", "5", "--answer-dropout", "0.1"]
+# slug: (label, stage, flags); the flags override the Setup's recipe (later flags win)
 VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "cross-eos-staged": ("cross+eos, staged (vision)", "both", BASE),
     "concat-eos-staged": ("concat+eos, staged", "both", ["--fusion", "concat", "--separator", "eos"]),
     "cross-nosep-staged": ("cross, no separator, staged", "both", ["--fusion", "cross", "--separator", "none"]),
     "cross-eos-e2e": ("cross+eos, end-to-end only", "full", BASE),
     "cross-eos-staged-grounded": ("cross+eos, staged, grounded", "both", BASE + ["--mode", "grounded"]),
-    "cross-eos-staged-numbers": ("cross+eos, staged, vision + number tokens", "both",
-                                 BASE + ["--number-tokens"]),
+    # vision mode that reads the pair's numbers: number tokens, digit tokens weighted 5x, 1,500
+    # end-to-end steps; and the same recipe without number tokens, the control
+    "cross-eos-numbers-long": ("vision + number tokens, 1,500 steps e2e, digit weight 5", "full",
+                               BASE + LONG + ["--number-tokens"]),
+    "cross-eos-vision-long": ("vision, same recipe without number tokens (control)", "full",
+                              BASE + LONG),
 }
 # seed-0 diagnostics of what made the LM read its prefix (run with --only SLUG --seeds 0)
 DIAGNOSTICS: dict[str, tuple[str, str, list[str]]] = {
     "oldrecipe-droponly": ("first recipe + answer dropout 0.25", "both", BASE + OLD + ["--answer-dropout", "0.25"]),
     "oldrecipe-contrast": ("first recipe + contrast 1.0 + dropout 0.1", "both",
                            BASE + OLD + ["--contrast-weight", "1", "--answer-dropout", "0.1"]),
+    "cross-eos-staged-numbers": ("number tokens at the ablation's 400 staged steps", "both",
+                                 BASE + ["--number-tokens"]),
 }
 
 
@@ -143,14 +150,23 @@ def template_reference(recs: list) -> None:
     out.write_text(json.dumps({"summary": with_intervals(scores), "pairs": [x.to_dict() for x in scores]}))
 
 
+def _trained(ckpt: Path, slug: str) -> bool:
+    """Has every stage of this variant finished in `ckpt`?"""
+    stage = {**VARIANTS, **DIAGNOSTICS}[slug][1]
+    path = ckpt / "train_state.json"
+    return path.is_file() and json.loads(path.read_text())["done"] == (
+        ["mapper", "full"] if stage == "both" else [stage])
+
+
 def run(slug: str, seed: int, s: Setup, recs: list, fresh: bool) -> dict:
     ckpt = run_dir(slug, seed)
     if fresh or not (ckpt / "eval.json").is_file():
-        if fresh or not (ckpt / "train_state.json").is_file():
+        train_s = None   # a run trained earlier (e.g. in another process) is only evaluated
+        if fresh or not _trained(ckpt, slug):
             shutil.rmtree(ckpt, ignore_errors=True)
-        t = time.time()
-        subprocess.run(train_command(slug, seed, s), check=True, cwd=REPO)
-        train_s = round(time.time() - t, 1)
+            t = time.time()
+            subprocess.run(train_command(slug, seed, s), check=True, cwd=REPO)
+            train_s = round(time.time() - t, 1)
         state = json.loads((ckpt / "train_state.json").read_text())
         result = {"train_s": train_s, "steps": len(state["losses"]),
                   "loss_first_last": [round(state["losses"][0], 3), round(state["losses"][-1], 3)],

@@ -17,7 +17,7 @@ CLAIMS = (
     ("the separator helps", "cross-eos-staged", "cross-nosep-staged"),
     ("staged beats end-to-end only", "cross-eos-staged", "cross-eos-e2e"),
     ("grounded beats vision (beyond the paper)", "cross-eos-staged-grounded", "cross-eos-staged"),
-    ("number tokens make vision read the pair", "cross-eos-staged-numbers", "cross-eos-staged"),
+    ("number tokens make vision read the pair", "cross-eos-numbers-long", "cross-eos-vision-long"),
 )
 METRICS = {
     "support rate": lambda s: support_rate(s),

@@ -40,9 +40,12 @@ class NumberTokens(nn.Module):
         self.n = N_NUMBERS + 1
         self.proj = nn.Linear(CODE_WIDTH + FLAG_WIDTH, d)
         self.which = nn.Parameter(torch.randn(self.n, d) * 0.02)
+        # at unit scale like the face tokens (FaceMapper's norm): a raw projection of a few
+        # one-hots starts ~5x smaller than its neighbours, and a 400-step run never read it
+        self.norm = nn.LayerNorm(d)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.proj(codes) + self.which                                 # (B, N+1, d)
+        return self.norm(self.proj(codes) + self.which)                      # (B, N+1, d)
 
 
 class VerLM(nn.Module):
