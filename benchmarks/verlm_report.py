@@ -218,8 +218,9 @@ def small_report(out: dict[str, Any]) -> str:
     """The shipped model's table (benchmarks/verlm_small_eval.py)."""
     rows = [_row(f"{out['model']}: {name}", out[key]) for key, name in
             (("concise", "concise, numbers copied"), ("concise_unguarded", "concise, guard off"),
-             ("detailed", "detailed, numbers copied")) if key in out]
-    t, sw = out.get("timing"), out["swap"]
+             ("detailed", "detailed, numbers copied"), ("concise_int8", "concise, int8 LM weights"),
+             ("detailed_int8", "detailed, int8 LM weights")) if key in out]
+    t, sw, t8 = out.get("timing"), out["swap"], out.get("timing_int8")
     return "\n".join([
         f"## {out['model']} on held-out LFW View 1 test pairs\n",
         markdown_table(["run", "pairs", "verdict agrees %", "claims supported %", "distinct texts %",
@@ -233,4 +234,8 @@ def small_report(out: dict[str, Any]) -> str:
         (f"One pair at a time on this CPU (median of {t['pairs']}, photos already analysed, idle "
          f"machine, 2 threads): concise {t['concise_median_s']:.1f} s, both tiers "
          f"{t['both_tiers_median_s']:.1f} s; the template explainer {1000 * t['template_median_s']:.1f} ms.\n"
-         if t else "")])
+         if t else ""),
+        (f"fp32 against int8 LM weights (the CPU default), the same {t8['int8']['pairs']} pairs one at "
+         f"a time in one run on the shared machine: concise {t8['fp32']['concise_median_s']:.1f} s "
+         f"-> {t8['int8']['concise_median_s']:.1f} s, both tiers {t8['fp32']['both_tiers_median_s']:.1f}"
+         f" s -> {t8['int8']['both_tiers_median_s']:.1f} s.\n" if t8 else "")])

@@ -77,14 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timing", choices=("with", "skip", "only"), default="with",
                     help="time one pair at a time (on an otherwise idle machine); 'only' updates the "
                          "timing of an existing verlm_small.json")
+    ap.add_argument("--int8", type=int, default=0, metavar="N",
+                    help="only: judge the int8-weight LM (the CPU default) on N concise and N/5 "
+                         "detailed pairs, time it against fp32 in the same run, and add the rows "
+                         "to the existing verlm_small.json")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
     from facelm.eval.explanations import swap_sensitivity
     from facelm.models import load_model
-    vlm = load_model(args.model, batch_size=16)
+    vlm = load_model(args.model, batch_size=16, int8=False)   # the rows below: fp32
     concise, detailed = _recs("concise", args.pairs), _recs("detailed", args.detailed)
     path = DOCS / "verlm_small.json"
+    if args.int8:
+        return _write(_int8_rows(json.loads(path.read_text()), args, concise, detailed))
     if args.timing == "only":
         out = json.loads(path.read_text())
         out["timing"] = time_one_pair(vlm, concise)
@@ -105,6 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     texts = [p["text"] for p in out["concise"]["pairs"][:k]]
     out["swap"] = swap_sensitivity(texts, sw)
     return _write(out)
+
+
+def _int8_rows(out: dict, args: argparse.Namespace, concise: list, detailed: list) -> dict:
+    """The int8-weight LM beside the fp32 rows: its quality, and both timed in this run."""
+    from facelm.models import load_model
+    fp32 = load_model(args.model, batch_size=16, int8=False)
+    int8 = load_model(args.model, batch_size=16, int8=True)
+    out["timing_int8"] = {"fp32": time_one_pair(fp32, concise), "int8": time_one_pair(int8, concise)}
+    print("timing", out["timing_int8"], file=sys.stderr, flush=True)
+    out["concise_int8"] = judge(int8, concise[: args.int8], copy_numbers=True, max_new_tokens=160)
+    out["detailed_int8"] = judge(int8, detailed[: max(1, args.int8 // 5)], copy_numbers=True,
+                                 max_new_tokens=320)
+    return out
 
 
 def _write(out: dict) -> int:

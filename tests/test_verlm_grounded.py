@@ -218,8 +218,12 @@ def test_shipped_model_explains_pairs_offline_from_a_fresh_cache(tmp_path, monke
     monkeypatch.setenv("FACELM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    from facelm.models.verlm.quant import Int8Linear
     vlm = load_model("verlm-small")
     assert vlm.model.config.mode == "grounded" and vlm.model.config.lm == "smollm2"
+    # on CPU its LM runs with int8 weights, every linear layer (7 per block and the output head)
+    n_int8 = sum(isinstance(m, Int8Linear) for m in vlm.model.lm.modules())
+    assert n_int8 == 7 * vlm.model.lm.config.num_hidden_layers + 1
     rows = [next(r for r in lfw_pairs if r["set"] == "view1_test" and r["same"] == s) for s in ("1", "0")]
     for r in rows:
         images = [str(lfw_dir / r["file_a"]), str(lfw_dir / r["file_b"])]

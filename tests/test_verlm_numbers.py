@@ -73,3 +73,32 @@ def test_number_loss_weight_weights_the_digit_tokens(tiny_lm, dataset):
     assert torch.allclose(weighted, (ce * w).sum() / w.sum(), atol=1e-5)
     assert not torch.allclose(weighted, ce.mean(), atol=1e-3)
     assert torch.allclose(model.eval()(batch), ce.mean(), atol=1e-5)   # evaluation: the plain mean
+
+
+def test_int8_linears_match_fp32_and_keep_a_tiny_lm_s_predictions(tiny_lm, dataset, monkeypatch):
+    """Int8 weights (per output channel) with bf16 products: close to the fp32 layer, every linear
+    of the LM replaced, and the next-token choices of a VerLM kept; FACELM_VERLM_INT8 decides."""
+    from facelm.models.verlm import _want_int8
+    from facelm.models.verlm.quant import Int8Linear, quantize_linears
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 96)
+    x = torch.randn(3, 5, 256)
+    q = Int8Linear(lin)
+    assert q(x).shape == (3, 5, 96) and q.weight_int8.dtype == torch.int8
+    rel = (q(x) - lin(x)).norm() / lin(x).norm()
+    assert rel < 0.02, rel
+    model = _model(tiny_lm)
+    batch, _ = _batch(model, dataset, cap=400)
+    with torch.no_grad():
+        before, mask = model.answer_logprobs(batch)
+        n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.lm.modules())
+        assert quantize_linears(model.lm) == n_linear and n_linear > 0
+        assert not any(isinstance(m, torch.nn.Linear) for m in model.lm.modules())
+        after, _ = model.answer_logprobs(batch)
+    assert (after - before)[mask].abs().max() < 0.1
+    monkeypatch.setenv("FACELM_VERLM_INT8", "0")
+    assert not _want_int8(None, "cpu", default=True) and _want_int8(True, "cpu")
+    monkeypatch.setenv("FACELM_VERLM_INT8", "1")
+    assert _want_int8(None, "cpu") and not _want_int8(None, "cuda")
+    monkeypatch.delenv("FACELM_VERLM_INT8")
+    assert _want_int8(None, "cpu", default=True) and not _want_int8(None, "cpu")

@@ -21,11 +21,24 @@ __all__ = ["CONFIG_NAME", "SHIPPED", "VerLMConfig", "load", "load_small", "shipp
 SHIPPED = {"verlm-small": "weights/verlm-small"}
 
 
-def load(path: str | Path, *, device: str | None = None, batch_size: int = 8, **kw: Any) -> Any:
-    """The VerLM checkpoint at `path` as a FaceVLM (facelm.models.base)."""
+def load(path: str | Path, *, device: str | None = None, batch_size: int = 8,
+         int8: bool | None = None, **kw: Any) -> Any:
+    """The VerLM checkpoint at `path` as a FaceVLM (facelm.models.base). `int8`: the LM's linear
+    layers as int8 weights (CPU only; quant.py); None: as FACELM_VERLM_INT8 says (1/0), else off."""
     from .checkpoint import load_checkpoint
     from .interface import VerLMFaceVLM
-    return VerLMFaceVLM(load_checkpoint(path), device=device, batch_size=batch_size, **kw)
+    return VerLMFaceVLM(load_checkpoint(path, int8=_want_int8(int8, device)), device=device,
+                        batch_size=batch_size, **kw)
+
+
+def _want_int8(int8: bool | None, device: str | None, default: bool = False) -> bool:
+    import os
+    import torch
+    on_cpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
+    if int8 is None:
+        env = os.environ.get("FACELM_VERLM_INT8", "").strip()
+        int8 = default if env == "" else env not in ("0", "false", "no", "off")
+    return bool(int8) and on_cpu
 
 
 def shipped_path(name: str) -> Path:
@@ -38,6 +51,9 @@ def shipped_path(name: str) -> Path:
     return path
 
 
-def load_small(**kw: Any) -> Any:
-    """verlm-small: the shipped SmolLM2-based VerLM (grounded mode)."""
-    return load(shipped_path("verlm-small"), **kw)
+def load_small(*, device: str | None = None, int8: bool | None = None, **kw: Any) -> Any:
+    """verlm-small: the shipped SmolLM2-based VerLM (grounded mode). On CPU its LM runs with int8
+    weights by default (measured in docs/benchmarks/verlm_small.md; FACELM_VERLM_INT8=0 or
+    int8=False for fp32)."""
+    return load(shipped_path("verlm-small"), device=device,
+                int8=_want_int8(int8, device, default=True), **kw)

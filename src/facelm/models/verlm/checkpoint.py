@@ -61,8 +61,9 @@ def add_lora(model: VerLM, r: int, alpha: int, adapter: str | Path | None = None
     return peft_model
 
 
-def load_checkpoint(folder: str | Path, *, trainable: bool = False) -> VerLM:
-    """A VerLM from a checkpoint folder, in eval mode unless `trainable`."""
+def load_checkpoint(folder: str | Path, *, trainable: bool = False, int8: bool = False) -> VerLM:
+    """A VerLM from a checkpoint folder, in eval mode unless `trainable`; with `int8` (inference
+    on CPU only), the LM's linear layers hold int8 weights (quant.py)."""
     from safetensors.torch import load_file
     folder = Path(folder)
     cfg = VerLMConfig.load(folder)
@@ -84,6 +85,9 @@ def load_checkpoint(folder: str | Path, *, trainable: bool = False) -> VerLM:
     if bad:
         raise InputFormatError(f"checkpoint weights do not match its config: {bad[:5]}", item=str(folder),
                                hint="the checkpoint is damaged or from another facelm version")
+    if int8 and not trainable:
+        from .quant import quantize_linears
+        quantize_linears(model.lm)
     return model.train(trainable)
 
 
