@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.timing == "only":
         out = json.loads(path.read_text())
         out["timing"] = time_one_pair(vlm, concise)
+        if "timing_int8" in out:   # both again, one after the other on the same (idle) machine
+            int8 = load_model(args.model, batch_size=16, int8=True)
+            out["timing_int8"] = {"fp32": out["timing"], "int8": time_one_pair(int8, concise)}
         return _write(out)
     out = {"model": args.model}
     if args.timing == "with":
