@@ -264,6 +264,6 @@ def small_report(out: dict[str, Any]) -> str:
          f"{t['both_tiers_median_s']:.1f} s; the template explainer {1000 * t['template_median_s']:.1f} ms.\n"
          if t else ""),
         (f"fp32 against int8 LM weights (the CPU default), the same {t8['int8']['pairs']} pairs one at "
-         f"a time in one run on the shared machine: concise {t8['fp32']['concise_median_s']:.1f} s "
+         f"a time, one after the other in one run (2 threads, no other job running): concise {t8['fp32']['concise_median_s']:.1f} s "
          f"-> {t8['int8']['concise_median_s']:.1f} s, both tiers {t8['fp32']['both_tiers_median_s']:.1f}"
          f" s -> {t8['int8']['both_tiers_median_s']:.1f} s.\n" if t8 else "")])
