@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     concise, detailed = _recs("concise", args.pairs), _recs("detailed", args.detailed)
     path = DOCS / "verlm_small.json"
     if args.int8:
-        return _write(_int8_rows(json.loads(path.read_text()), args, concise, detailed))
+        return _write(_int8_rows(json.loads(path.read_text()), args, vlm, concise, detailed))
     if args.timing == "only":
         out = json.loads(path.read_text())
         out["timing"] = time_one_pair(vlm, concise)
@@ -116,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     return _write(out)
 
 
-def _int8_rows(out: dict, args: argparse.Namespace, concise: list, detailed: list) -> dict:
-    """The int8-weight LM beside the fp32 rows: its quality, and both timed in this run."""
+def _int8_rows(out: dict, args: argparse.Namespace, fp32, concise: list, detailed: list) -> dict:
+    """The int8-weight LM beside the fp32 rows (`fp32`: the model loaded without int8): its
+    quality, and both timed in this run."""
     from facelm.models import load_model
-    fp32 = load_model(args.model, batch_size=16, int8=False)
     int8 = load_model(args.model, batch_size=16, int8=True)
     out["timing_int8"] = {"fp32": time_one_pair(fp32, concise), "int8": time_one_pair(int8, concise)}
     print("timing", out["timing_int8"], file=sys.stderr, flush=True)

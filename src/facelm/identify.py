@@ -151,7 +151,8 @@ class SearchResult:
             best = {"path": self.matches[0].path, "identity": self.matches[0].identity,
                     **{k: v for k, v in cmp.items() if k not in ("a", "warnings")}}
         return {"matches": [m.to_dict() for m in self.matches], "threshold": self.threshold,
-                "min_score": self.min_score, "best_match": best, "query": self.query.to_dict(), "gallery": _round(self.gallery),
+                "min_score": self.min_score, "best_match": best, "query": self.query.to_dict(),
+                "gallery": _round(self.gallery),
                 "warnings": list(self.query.warnings)}
 
 

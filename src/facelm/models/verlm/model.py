@@ -129,8 +129,8 @@ class VerLM(nn.Module):
     def _digit_tokens(self) -> torch.Tensor:
         """(V,) bool: which vocabulary items hold a digit (computed once per model)."""
         if "digit_tokens" not in self.__dict__:
-            from .grounding import token_pieces
-            pieces = token_pieces(self.tokenizer)
+            from .generation import number_guard   # its token texts, decoded once per model
+            pieces = number_guard(self).pieces
             v = self.lm.get_output_embeddings().weight.shape[0]
             mask = torch.zeros(v, dtype=torch.bool)
             mask[: len(pieces)] = torch.tensor([any(ch.isdigit() for ch in p) for p in pieces][:v])

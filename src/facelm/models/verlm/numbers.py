@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ...explain.phrasing import pct, sim
 from ...faces.types import EXPRESSIONS
 
 DIGITS = 3                      # hundreds, tens, units of the stated integer
@@ -23,13 +24,14 @@ CODE_WIDTH = 2 + 10 * DIGITS    # sign one-hot, then one one-hot per digit
 
 
 def _hundredths(x: float) -> int:
-    """x as the explainer writes it to two decimals ("0.66" -> 66), rounded the same way."""
-    return int(round(float(f"{x:.2f}") * 100))
+    """x as the explainer writes it (phrasing.sim, two decimals: "0.66" -> 66)."""
+    return int(round(float(sim(x)) * 100))
 
 
 def _pct(p: float) -> int:
-    """As phrasing.pct: 100 stands for "over 99%", 0 for "under 1%"."""
-    return 100 if p >= 0.995 else 0 if p < 0.005 else int(round(p * 100))
+    """As the explainer writes it (phrasing.pct): 100 stands for "over 99%", 0 for "under 1%"."""
+    text = pct(p)
+    return 100 if text.startswith("over") else 0 if text.startswith("under") else int(text[:-1])
 
 
 # name -> the stated integer, from the comparison (raw values, rounded once as the text rounds
