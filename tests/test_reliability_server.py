@@ -407,6 +407,17 @@ def _raw(port: int, request: bytes) -> int:
     return int(head.split(b" ")[1])
 
 
+def test_a_64_kb_header_is_served_however_tcp_splits_it(port: int) -> None:
+    """The corpus's 64 KB header line, sent in 4 KB pieces: h11's default limit (16 KB of
+    incomplete headers) refused it whenever it arrived in pieces, as it once did on CI."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX: " + b"a" * 65536 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+        for i in range(0, len(request), 4096):
+            s.sendall(request[i: i + 4096])
+            time.sleep(0.005)
+        assert s.recv(64).startswith(b"HTTP/1.1 200 ")
+
+
 def test_bad_request_corpus_gets_no_500_and_the_server_lives(url: str, port: int, portrait_path: Path,
                                                              pair: dict, logs: Records) -> None:
     before = len(logs.records)

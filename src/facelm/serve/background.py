@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from .config import ServeConfig, base_url
+from .config import MAX_HEADER_BYTES, ServeConfig, base_url
 
 
 class BackgroundServer:
@@ -33,8 +33,9 @@ class BackgroundServer:
 
         from .app import create_app
         app = self.app = create_app(self.config)
-        self._server = uvicorn.Server(uvicorn.Config(app, host=self.config.host, port=self.config.port,
-                                                     log_level=self.log_level, lifespan="on"))
+        self._server = uvicorn.Server(uvicorn.Config(
+            app, host=self.config.host, port=self.config.port, log_level=self.log_level,
+            lifespan="on", h11_max_incomplete_event_size=MAX_HEADER_BYTES))
         self._thread = threading.Thread(target=self._server.run, name="facelm-serve", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.start_timeout

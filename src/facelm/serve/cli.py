@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from .config import (ANY_HOST, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, LOOPBACK_NAMES,
-                     TOKEN_ENV, ConfigError, ServeConfig, base_url, token_from_env)
+                     MAX_HEADER_BYTES, TOKEN_ENV, ConfigError, ServeConfig, base_url, token_from_env)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -82,5 +82,6 @@ def handler(args: argparse.Namespace) -> int:
     # access_log stays on: method, path and status only, never bodies or file names; the app
     # drops query strings from it (guard.NoQueryString), so a `?token=` never reaches the log.
     uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level,
-                server_header=False, timeout_graceful_shutdown=10)
+                server_header=False, timeout_graceful_shutdown=10,
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES)
     return 0

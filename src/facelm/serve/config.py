@@ -11,6 +11,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 # 10 MB holds any camera JPEG; a face tool never needs more, and it bounds memory per request.
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# uvicorn's HTTP/1.1 parser (h11) refuses a request whose headers are still incomplete past this
+# many bytes. h11's own default (16 KB) made a 64 KB header line succeed or fail by how TCP split
+# it (all in one read: served; in pieces: 400, seen once on CI), so the limit is stated here.
+MAX_HEADER_BYTES = 256 * 1024
 TOKEN_ENV = "FACELM_TOKEN"
 # Tokens shorter than this are guessable by brute force over the network.
 MIN_TOKEN_LENGTH = 16
