@@ -169,3 +169,29 @@ def test_attribute_metrics_read_exact_ages_and_fairface_bins() -> None:
             {"label": {"age": "30", "gender": "female"}, "est": {"age": 33.0, "gender": "male", "expression": "happy"}}]
     o = attributes_by_group(rows, min_count=1)["overall"]
     assert o["age_mae"] == 3.0 and o["age_group_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_eval_verify_under_fsn_records_it_and_never_mixes_modes(tmp_path: Path, lfw_dir: Path,
+                                                                 lfw_pairs: list[dict], monkeypatch) -> None:
+    from facelm import score_norm
+    test = [p for p in lfw_pairs if p["set"] == "view1_test"]
+    rows = [p for p in test if p["same"] == "1"][:2] + [p for p in test if p["same"] == "0"][:2]
+    pairs = tmp_path / "pairs.csv"
+    with open(pairs, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    args = ["eval", "verify", "--pairs", str(pairs), "--root", str(lfw_dir), "--folds", "2",
+            "--workers", "1", "--quiet", "--out"]
+    monkeypatch.delenv(score_norm.ENV, raising=False)
+    assert main([*args, str(tmp_path / "plain")]) == 0
+    monkeypatch.setenv(score_norm.ENV, "fsn-v1")
+    before = (tmp_path / "plain" / "pairs.jsonl").read_bytes()
+    assert main([*args, str(tmp_path / "plain")]) == 2            # plain scores are not resumed as FSN
+    assert (tmp_path / "plain" / "pairs.jsonl").read_bytes() == before
+    assert main([*args, str(tmp_path / "fsn")]) == 0
+    assert json.loads((tmp_path / "fsn" / "config.json").read_text())["score_norm"] == "fsn-v1"
+    recs = [json.loads(line) for line in (tmp_path / "fsn" / "pairs.jsonl").read_text().splitlines()]
+    plain = [json.loads(line) for line in before.decode().splitlines()]
+    assert {r["threshold"] for r in recs} == {score_norm.load().threshold}
+    assert any(abs(r["score"] - p["score"]) > 1e-3 for r, p in zip(recs, plain))

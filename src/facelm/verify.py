@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import calibration as cal
+from . import score_norm
 from .errors import FaceLMError, InputFormatError
 from .faces.identity import cosine
 from .faces.types import FaceAnalysis, _round
@@ -82,8 +83,9 @@ def fused_score(s_sface: float, s_dlib: float) -> float:
     return cal.W_SFACE * s_sface + cal.W_DLIB * s_dlib
 
 
-def probability(score: float) -> float:
-    z = cal.PLATT_A * (score - cal.THRESHOLD) + cal.PLATT_B
+def probability(score: float, centre: float = cal.THRESHOLD, slope: float = cal.PLATT_A) -> float:
+    """Platt-calibrated P(same person | score), 0.5 at the calibrated threshold `centre`."""
+    z = slope * (score - centre) + cal.PLATT_B
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
@@ -93,12 +95,13 @@ def check_threshold(threshold: float) -> float:
     would make every pair the same or every pair different."""
     if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
         raise InputFormatError(f"the threshold must be a number from 0 to 1, not {threshold}",
-                               item="--threshold", hint=f"the calibrated default is {cal.THRESHOLD}")
+                               item="--threshold", hint=f"the calibrated default is {score_norm.operating_point()[0]}")
     return float(threshold)
 
 
 def compare_analyses(a: FaceAnalysis, b: FaceAnalysis, *, threshold: float | None = None) -> Comparison:
-    thr = cal.THRESHOLD if threshold is None else check_threshold(threshold)
+    centre, slope, fsn = score_norm.operating_point()
+    thr = centre if threshold is None else check_threshold(threshold)
     s = {"sface": cosine(a.embeddings["sface"], b.embeddings["sface"]),
          "dlib": cosine(a.embeddings["dlib"], b.embeddings["dlib"])}
     for model, value in s.items():  # analyses made here never hold NaN; ones read from JSON may
@@ -106,9 +109,9 @@ def compare_analyses(a: FaceAnalysis, b: FaceAnalysis, *, threshold: float | Non
             raise FaceLMError(f"the {model} similarity is not a number (an embedding holds NaN or "
                               "infinity)", item=f"{a.source} vs {b.source}",
                               hint="analyse both photos again; a damaged model file is reported then")
-    score = fused_score(s["sface"], s["dlib"])
+    score = score_norm.normalise(fused_score(s["sface"], s["dlib"]), a.embeddings, b.embeddings, fsn)
     verdicts = {"sface": s["sface"] >= cal.THRESHOLD_SFACE, "dlib": s["dlib"] >= cal.THRESHOLD_DLIB}
-    return Comparison(same=score >= thr, score=score, threshold=thr, probability=probability(score),
+    return Comparison(same=score >= thr, score=score, threshold=thr, probability=probability(score, centre, slope),
                       scores=s, model_verdicts=verdicts, differences=differences(a, b), a=a, b=b)
 
 
@@ -116,11 +119,12 @@ def identity_verdict(a: dict[str, Any], b: dict[str, Any], *,
                      threshold: float | None = None) -> dict[str, Any]:
     """The calibrated verdict from two photos' embeddings alone ({"sface": v, "dlib": v}, e.g.
     read from an analysis table): what `compare` decides, without differences or explanations."""
-    thr = cal.THRESHOLD if threshold is None else check_threshold(threshold)
+    centre, slope, fsn = score_norm.operating_point()
+    thr = centre if threshold is None else check_threshold(threshold)
     s = {m: float(np.dot(np.asarray(a[m], np.float64), np.asarray(b[m], np.float64)))
          for m in ("sface", "dlib")}
-    score = fused_score(s["sface"], s["dlib"])
-    p = probability(score)
+    score = score_norm.normalise(fused_score(s["sface"], s["dlib"]), a, b, fsn)
+    p = probability(score, centre, slope)
     return _round({"same": score >= thr, "score": score, "threshold": thr, "probability": p,
                    "confidence": p if score >= thr else 1.0 - p, "scores": s,
                    "model_verdicts": {"sface": s["sface"] >= cal.THRESHOLD_SFACE,

@@ -113,7 +113,9 @@ def verification_section(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from .protocol import assign_folds, public, roc_plot, run_protocol
     used = _selected_pairs(args, out)
     root = args.root or args.pairs.parent
-    _check_inputs(out, "pairs", {"pairs_sha256": _sha256(used), "root": str(Path(root).resolve())})
+    from .. import score_norm   # scores under another normalisation must not be resumed into these
+    key = {"pairs_sha256": _sha256(used), "root": str(Path(root).resolve())}
+    _check_inputs(out, "pairs", key if score_norm.mode() == "none" else {**key, "score_norm": score_norm.mode()})
     run(BatchConfig(pairs=used, out=out / "pairs.jsonl", root=root, workers=args.workers,
                     engine=args.engine, address=args.address),
         progress=not args.quiet)
@@ -203,7 +205,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _run_verify(args: argparse.Namespace) -> int:
     from .verify_report import write_verify_report
+    from .. import score_norm
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    config["score_norm"] = score_norm.mode()
     report: dict[str, Any] = {"config": config}
     if args.pairs is not None:
         report["verification"] = verification_section(args, args.out)
