@@ -39,7 +39,8 @@ EXTRACTION = [
     ("Part of the face is covered by a hat.", False, {("occlusion", True)}),
     ("A bright smile lights up her face.", False, {("gender", "female"), ("expression", "happy")}),
     ("The data set labels this person as a woman, of East Asian ethnicity, between 20 and 29 "
-     "years old.", False, {("gender", "female", "label"), ("age", (20.0, 29.0), "label")}),
+     "years old.", False, {("gender", "female", "label"), ("race", "Asian", "label"),
+                           ("age", (20.0, 29.0), "label")}),
     ("The data set labels this person as a man, over 70 years old.", False,
      {("gender", "male", "label"), ("age", (70.0, 100.0), "label")}),
     ("The person in the first image is smiling.", True, {("expression", "happy", "a")}),

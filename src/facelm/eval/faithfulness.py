@@ -14,8 +14,12 @@ Identity-score claims (fused and per-model similarity, thresholds, margin, confi
 calls) are checked against the pair's Comparison at the precision they are stated with
 (eval/faithfulness_scores.py); the Comparison is computed once per audited item.
 
+Race claims are checked against the race head (eval/faithfulness_race.py): an unsure head backs
+only a hedged statement of its top group, and race used as identity evidence is always
+contradicted (facelm's rule: race is never identity evidence).
+
 `summarise` reports per model, per claim kind and per claim group (CLAIM_GROUPS: verdict, score,
-age, age_gap, gender, expression, pose, lighting_quality, accessories).
+age, age_gap, gender, expression, race, pose, lighting_quality, accessories).
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from ..explain.claims import Claim, extract_claims
 from ..faces.types import FaceAnalysis
 from ..teacher.labels import canonical_gender
 from ..verify import Comparison, stated_gap
+from .fairness import norm_race
+from .faithfulness_race import RACE_FACE_CHECKS, check_race_identity
 from .faithfulness_scores import SCORE_KINDS, check_score, pair_comparison
 
 STATUSES = ("supported", "contradicted", "uncheckable")
@@ -152,9 +158,9 @@ FACE_CHECKS: dict[str, Callable[[Claim, FaceAnalysis], Result]] = {
     "age": _age, "gender": _gender, "expression": _expression,
     "yaw": _pose, "yaw_abs": _pose, "pitch": _pose, "pitch_abs": _pose, "roll": _pose,
     "frontal": _pose, "brightness": _brightness, "sharpness": _sharpness,
-    "glasses": _not_measured, "occlusion": _not_measured,
+    "glasses": _not_measured, "occlusion": _not_measured, **RACE_FACE_CHECKS,
 }
-_NEEDS_ATTRIBUTES = ("age", "gender", "expression")
+_NEEDS_ATTRIBUTES = ("age", "gender", "expression", *RACE_FACE_CHECKS)
 _POSE_KINDS = ("yaw", "yaw_abs", "pitch", "pitch_abs", "roll", "frontal")
 
 
@@ -199,7 +205,7 @@ def _pair_check(c: Claim, faces: Sequence[FaceAnalysis | None], cmp: Comparison 
 
 
 PAIR_KINDS = ("verdict", "yaw_gap", "pitch_gap", "roll_gap", "brightness_gap", "age_gap",
-              "gender_match", *SCORE_KINDS)
+              "gender_match", "race_identity", *SCORE_KINDS)
 
 
 def check_measured(c: Claim, faces: Sequence[FaceAnalysis | None],
@@ -209,6 +215,8 @@ def check_measured(c: Claim, faces: Sequence[FaceAnalysis | None],
     cmp: the pair's Comparison (`pair_comparison(faces)`), which verdict and identity-score claims
     are checked against; without it they are uncheckable.
     """
+    if c.kind == "race_identity":
+        return check_race_identity(c)
     if c.kind in PAIR_KINDS:
         if len(faces) != 2:
             return "uncheckable", "a pair claim about a single photo"
@@ -261,6 +269,8 @@ def check_label(c: Claim, labels: dict[str, Any], same: bool | None, n_faces: in
         return "supported" if dist <= AGE_SLACK_LABEL else "contradicted"
     if c.kind == "gender" and (gender := canonical_gender(lab.get("gender"))):
         return "supported" if gender == c.value else "contradicted"
+    if c.kind == "race" and (race := norm_race(lab.get("race"))):
+        return "supported" if race == c.value else "contradicted"
     if c.kind == "expression" and str(lab.get("expression", "")).lower() in _EXPR_LABEL:
         return ("supported" if _EXPR_LABEL[str(lab["expression"]).lower()] == c.value
                 else "contradicted")
@@ -282,7 +292,9 @@ def audit_item(item: AuditItem, faces: Sequence[FaceAnalysis | None] | None) -> 
     checks = []
     for c in claims:
         label = check_label(c, item.labels, item.same, len(item.images))
-        if c.source == "label" or faces is None:
+        if c.kind == "race_identity":   # a rule, not a measurement: wrong whatever was measured
+            status = check_race_identity(c)
+        elif c.source == "label" or faces is None:
             status = (label or "uncheckable",
                       "stated as a label" if c.source == "label" else "no analysis: labels only")
         else:
@@ -295,6 +307,7 @@ def audit_item(item: AuditItem, faces: Sequence[FaceAnalysis | None] | None) -> 
 CLAIM_GROUPS: dict[str, str] = {
     "verdict": "verdict", **{k: "score" for k in SCORE_KINDS}, "age": "age", "age_gap": "age_gap",
     "gender": "gender", "gender_match": "gender", "expression": "expression",
+    "race": "race", "race_confidence": "race", "race_identity": "race",
     **{k: "pose" for k in ("yaw", "yaw_abs", "pitch", "pitch_abs", "roll", "frontal", "yaw_gap",
                            "pitch_gap", "roll_gap")},
     **{k: "lighting_quality" for k in ("brightness", "brightness_gap", "sharpness")},
@@ -305,7 +318,7 @@ GROUPS = tuple(dict.fromkeys(CLAIM_GROUPS.values()))
 
 def claim_group(kind: str) -> str:
     """The report group of a claim kind: 'verdict', 'score', 'age', 'age_gap', 'gender',
-    'expression', 'pose', 'lighting_quality' or 'accessories'."""
+    'expression', 'race', 'pose', 'lighting_quality' or 'accessories'."""
     try:
         return CLAIM_GROUPS[kind]
     except KeyError:

@@ -21,11 +21,15 @@
 | brightness_gap | 0..1 | "brightness gap 18%" |
 | sharpness | number or "blurred"/"soft"/"sharp" | "sharpness 2.57", "out of focus", "moderately sharp" |
 | glasses, occlusion | True | "wears glasses", "partly covered by hair", "a face mask" |
+| race, race_confidence | one of UTKFace's five groups; (group, lo, hi) | "reads Asian at 87%",
+  "of East Asian descent", "ethnicity: white" (explain/claims_demographics.py) |
+| race_identity | True (races alike) / False | pair texts only: "same ethnicity, supporting a match" |
 | score, sface/dlib_score, threshold, margin, confidence, ... | see explain/score_claims.py | pair
   texts only: "fused similarity 0.85", "0.07 above the threshold", "SFace calls it a match" |
 
 Claims carry `subject` ("a"/"b" in pair texts when the wording says which photo, else None) and
-`source` ("label" when the text attributes the value to the data set's labels). An unqualified
+`source` ("label" when the text attributes the value to the data set's labels); race claims also
+`hedged` (the wording marks the group as uncertain: "possibly", "only 45%"). An unqualified
 "left"/"right" is ambiguous (the viewer's or the subject's?), so such a turn only claims "turned".
 Negated phrases ("not blurred", "no glasses") are not claims. Extraction is rule-based: it finds the
 claims in facelm's own phrasing and common free-text wordings (e.g. GPT-4o's); claims worded in
@@ -49,10 +53,14 @@ class Claim:
     # The unit of the last stated digit (0.01 for "0.85" or "97%") where the check compares at
     # the stated precision (identity scores); None where the check has its own tolerance.
     precision: float | None = None
+    # The wording marks the value as uncertain: the audit lets an unsure estimate back only a
+    # hedged claim (race; see eval/faithfulness.py).
+    hedged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "value": self.value, "text": self.text,
-                "subject": self.subject, "source": self.source, "precision": self.precision}
+                "subject": self.subject, "source": self.source, "precision": self.precision,
+                "hedged": self.hedged}
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
@@ -381,16 +389,17 @@ def split_sentences(text: str) -> list[str]:
 
 def extract_claims(text: str, *, pair: bool = False) -> list[Claim]:
     """All checkable claims in an explanation (pair=True: a text about two photos)."""
-    # Imported here: score_claims builds on Claim and _negated from this module.
+    # Imported here: score_claims and claims_demographics build on Claim and _negated from here.
+    from .claims_demographics import RACE_EXTRACTORS, RACE_PAIR_EXTRACTORS, drop_race_shares
     from .score_claims import SCORE_EXTRACTORS
-    extractors = [*EXTRACTORS.values(), *(SCORE_EXTRACTORS.values() if pair else ())]
+    extractors = [*EXTRACTORS.values(), *RACE_EXTRACTORS.values(),
+                  *((*SCORE_EXTRACTORS.values(), *RACE_PAIR_EXTRACTORS.values()) if pair else ())]
     claims = _verdict(text) if pair else []
     for clause in (c for s in split_sentences(text) for c in s.split(";")):
         if _SKIP.search(clause):
             continue
         source = "label" if _LABEL_SENT.search(clause) else "text"
         for part, subject in (_by_subject(clause) if pair else [(clause, None)]):
-            for extract in extractors:
-                claims += [replace(c, subject=c.subject or subject, source=source)
-                           for c in extract(part)]
+            found = drop_race_shares([c for extract in extractors for c in extract(part)])
+            claims += [replace(c, subject=c.subject or subject, source=source) for c in found]
     return claims

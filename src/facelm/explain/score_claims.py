@@ -129,8 +129,9 @@ def _numbers(s: str) -> list[Claim]:
     return out
 
 
-_NOT_VERDICT = re.compile(r"\b(?:gender|male|female|expression|emotion|classifier|age model)\b",
-                          re.I)
+# A percentage in a sentence about an attribute is that classifier's ("Asian (87% confidence)").
+_NOT_VERDICT = re.compile(r"\b(?:gender|male|female|expression|emotion|classifier|age model|race|"
+                          r"racial|ethnic\w*)\b", re.I)
 _CONFIDENCE = re.compile(rf"{_PCT}\s+(?:calibrated\s+)?(?:confidence|certainty|confident|certain|"
                          rf"sure)\b", re.I)
 _CONFIDENCE_OF = re.compile(rf"\b(?:confidence|certainty)\s*(?:is|of|level|:|=|at)?\s*{_PCT}", re.I)
