@@ -10,7 +10,6 @@ A multinomial logistic regression over the 7 fer classes (contempt, 4 photos, ha
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from facelm.faces.expression_head import SHIPPED, probabilities, save  # noqa: E402
+from facelm.faces.expression_head import identity_split as split_of  # noqa: E402
 from facelm.faces.types import EXPRESSIONS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,11 +27,6 @@ LABELS = {"happiness": "happy", "neutral": "neutral", "surprise": "surprise", "s
           "anger": "angry", "disgust": "disgust", "fear": "fear"}
 MARGIN = 0.05          # ship only with at least this much test accuracy over the fer model
 L2 = (1e-4, 1e-3, 1e-2, 1e-1)
-
-
-def split_of(identity: str) -> str:
-    h = int(hashlib.sha1(identity.encode()).hexdigest(), 16) % 10
-    return "train" if h < 6 else "val" if h < 8 else "test"
 
 
 def load(path: Path) -> dict[str, dict[str, np.ndarray]]:

@@ -120,6 +120,10 @@ def test_make_mcq_is_seeded_and_valid(local_bench: Path, data_dir: Path, tmp_pat
             assert len(q.options) == 4 == len(set(q.options))
             assert q.options["ABCD".index(q.correct)] == q.answer
             assert all(Path(p).is_file() for p in q.image_paths), q.image_paths
+    # expression questions only on identities the expression head was not fitted on
+    from facelm.faces.expression_head import identity_split
+    expr = next(t for t in tasks if t.sub_category == "expression")
+    assert {identity_split(Path(p).parent.name) for q in expr.questions for p in q.image_paths} == {"test"}
 
 
 def test_make_mcq_refuses_more_questions_than_data(data_dir: Path, tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ Files (same JSON layout and answer-format instruction as FaceXBench):
 * utkface_single_mcq_race.json                                (bias_fairness / race; White, Black,
   Asian, Indian: UTKFace's "Others" is not one group, so it is never the answer)
 * lfw_single_mcq_expression.json                              (attributes_expression / expression;
-  LFW expression labels, classes drawn round-robin so rare ones appear)
+  LFW expression labels of the identities the expression head never saw (its "test" split),
+  classes drawn round-robin so rare ones appear)
 * lfw_multiple_mcq.json                                       (face_recognition / hr_fr; LFW View 1
   *test* pairs only: the train pairs calibrated facelm's threshold)
 Image paths are written relative to the output folder (so the runner finds them from the JSON
@@ -141,9 +142,10 @@ def _race(w: _Writer, utk: list[dict], n: int) -> None:
 
 
 def _expression(w: _Writer, expr: list[dict], n: int) -> None:
+    from ..faces.expression_head import identity_split
     by_class: dict[str, list[dict]] = {}
-    for r in expr:
-        if r["expression"] in EXPRESSION_NAMES:
+    for r in expr:   # LFW paths are images/<identity>/<file>; the head was fitted on the others
+        if r["expression"] in EXPRESSION_NAMES and identity_split(Path(r["file"]).parent.name) == "test":
             by_class.setdefault(r["expression"], []).append(r)
     for rows in by_class.values():
         w.rng.shuffle(rows)
