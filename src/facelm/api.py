@@ -55,7 +55,9 @@ def compare(image_a: ImageInput | FaceAnalysis | FaceSet, image_b: ImageInput | 
     face chooses the face of each image as in analyze; with face="all" every face of A is compared
     with every face of B (inputs may then be FaceSets too) and the best-matching pair is judged,
     named in the result's `face_pair`.
-    threshold defaults to the operating point calibrated on LFW View 1 (see facelm.calibration).
+    threshold defaults to the operating point calibrated on LFW View 1 (see facelm.calibration;
+    with FACELM_SCORE_NORM=fsn-v1 the score is FSN-normalised and the default is FSN's, see
+    facelm.score_norm).
     """
     choice = parse_face(face, item="face")
     if choice == "all":
