@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from dlib_torch import load_net  # noqa: E402
 from train_attributes import CALIB, temperature  # noqa: E402
-from train_gender_tail import (TMP, TailCfg, _softmax, _step_loss, _targets, heads_v1,  # noqa: E402
+from train_gender_tail import (TMP, TailCfg, _softmax, _step_loss, _targets, epoch_end, heads_v1,  # noqa: E402
                                load_split, score, write_rows)
 from facelm.faces.attr_heads import AGE_MAX, GENDERS, RACES, probabilities  # noqa: E402
 
@@ -108,14 +108,8 @@ def train_deep(train: dict[str, np.ndarray], calib: dict[str, np.ndarray], cfg: 
             loss.backward()
             opt.step()
             sched.step()
-        lg = predict(net, calib["chips"], False)["gender"]
-        z = lg - lg.max(1, keepdims=True)
-        nll = float(-(z[np.arange(len(z)), calib["gender"]] - np.log(np.exp(z).sum(1))).mean())
-        acc = float((lg.argmax(1) == calib["gender"]).mean())
-        print(f"epoch {epoch}: loss {loss.item():.3f} calib gender {acc:.3%} nll {nll:.4f} "
-              f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
-        if (acc, -nll) > best:
-            best, best_state = (acc, -nll), copy.deepcopy(net.state_dict())
+        best, best_state = epoch_end(net, predict(net, calib["chips"], False)["gender"], calib["gender"],
+                                     epoch, loss.item(), t0, best, best_state)
     net.load_state_dict(best_state)
     return net.eval()
 

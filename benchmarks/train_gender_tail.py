@@ -131,11 +131,16 @@ def predict(net: TailNet, act: np.ndarray, view: int, batch: int = 256) -> dict[
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def _calib_score(net: TailNet, calib: dict[str, np.ndarray]) -> tuple[float, float]:
-    lg = predict(net, calib["act"], 0)["gender"]
-    z = lg - lg.max(1, keepdims=True)
-    nll = float(-(z[np.arange(len(z)), calib["gender"]] - np.log(np.exp(z).sum(1))).mean())
-    return float((lg.argmax(1) == calib["gender"]).mean()), nll
+def epoch_end(net: torch.nn.Module, gender_logits: np.ndarray, y: np.ndarray, epoch: int,
+              loss: float, t0: float, best: tuple[float, float],
+              best_state: dict) -> tuple[tuple[float, float], dict]:
+    """Report the epoch's held-back gender accuracy and NLL; keep the state if it is the best."""
+    z = gender_logits - gender_logits.max(1, keepdims=True)
+    nll = float(-(z[np.arange(len(z)), y] - np.log(np.exp(z).sum(1))).mean())
+    acc = float((gender_logits.argmax(1) == y).mean())
+    print(f"epoch {epoch}: loss {loss:.3f} calib gender {acc:.3%} nll {nll:.4f} "
+          f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return ((acc, -nll), copy.deepcopy(net.state_dict())) if (acc, -nll) > best else (best, best_state)
 
 
 def train_tail(train: dict[str, np.ndarray], calib: dict[str, np.ndarray], cfg: TailCfg) -> TailNet:
@@ -162,11 +167,8 @@ def train_tail(train: dict[str, np.ndarray], calib: dict[str, np.ndarray], cfg: 
             loss.backward()
             opt.step()
             sched.step()
-        acc, nll = _calib_score(net, calib)
-        print(f"epoch {epoch}: loss {loss.item():.3f} calib gender {acc:.3%} nll {nll:.4f} "
-              f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
-        if (acc, -nll) > best:
-            best, best_state = (acc, -nll), copy.deepcopy(net.state_dict())
+        best, best_state = epoch_end(net, predict(net, calib["act"], 0)["gender"], calib["gender"], epoch,
+                                     loss.item(), t0, best, best_state)
     net.load_state_dict(best_state)
     return net.eval()
 

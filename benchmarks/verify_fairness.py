@@ -20,7 +20,6 @@ Needs the caches of benchmarks/verify_tta.py (.cache/tta-lfw-view1.npz), express
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 from typing import Callable
@@ -29,12 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate import logistic  # noqa: E402
-from lfw_embeddings import CACHE, DEFAULT_DATA, REPO  # noqa: E402
+from verify_tta import _unit as unit  # noqa: E402
+from lfw_embeddings import CACHE, DEFAULT_DATA, REPO, read_pairs  # noqa: E402
 from facelm import calibration, score_norm  # noqa: E402
 from facelm.eval.protocol import assign_folds  # noqa: E402
 from facelm.eval.fairness import verification_by_group, wilson  # noqa: E402
 from facelm.eval.verification import accuracy_at, best_threshold  # noqa: E402
 from facelm.faces import attr_heads  # noqa: E402
+from facelm.gallery import fused_vectors  # noqa: E402
 from facelm.faces.attr_features import BLOCKS, FEATURE_DIM  # noqa: E402
 
 Scorer = Callable[[np.ndarray], np.ndarray]   # training mask -> (pairs, k) score columns
@@ -42,16 +43,11 @@ Scorer = Callable[[np.ndarray], np.ndarray]   # training mask -> (pairs, k) scor
 FSN_CLUSTERS, FSN_FAR = 25, 1e-2
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def load(data: Path) -> dict[str, np.ndarray]:
     """Per pair: indices, label, split; per photo: unit embeddings, quality, heads-v1 estimates."""
     z = np.load(CACHE / f"tta-{data.name}.npz")
     idx = {f: i for i, f in enumerate(z["files"])}
-    with open(data / "pairs.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_pairs(data)
     e = np.load(CACHE / "expr" / f"{data.name.split('-')[0]}.npz")
     x = e["x"][:, e["x"].shape[1] - FEATURE_DIM:]          # the attribute block ends each row
     p = attr_heads.probabilities(attr_heads.shipped()[0], x)
@@ -119,7 +115,7 @@ def cohort_scorer(d: dict[str, np.ndarray], cohort: dict[str, np.ndarray], k: in
 def kmeans(v: np.ndarray, k: int, seed: int = 0, iters: int = 30) -> np.ndarray:
     c = v[np.random.default_rng(seed).choice(len(v), k, replace=False)]
     for _ in range(iters):
-        lab = np.argmax(v @ c.T - 0.5 * np.sum(c * c, 1), 1)
+        lab = score_norm.nearest(v, c)
         c = np.stack([v[lab == j].mean(0) if np.any(lab == j) else c[j] for j in range(k)])
     return c
 
@@ -127,10 +123,9 @@ def kmeans(v: np.ndarray, k: int, seed: int = 0, iters: int = 30) -> np.ndarray:
 def fit_fsn(cohort: dict[str, np.ndarray], k: int, far: float, pairs: int = 400_000) -> tuple[np.ndarray, np.ndarray]:
     """FSN on the shipped fused score: k-means centroids of the cohort (utkface-train: distinct
     people) and each cluster's impostor threshold at `far` less the global one."""
-    w = np.sqrt([calibration.W_SFACE, calibration.W_DLIB])
-    vc = np.c_[w[0] * cohort["S"], w[1] * cohort["D"]]
+    vc = fused_vectors(cohort["S"], cohort["D"]).astype(np.float64)
     cent = kmeans(vc, k)
-    lab = np.argmax(vc @ cent.T - 0.5 * np.sum(cent * cent, 1), 1)
+    lab = score_norm.nearest(vc, cent)
     rng = np.random.default_rng(0)
     i, j = rng.integers(0, len(vc), pairs), rng.integers(0, len(vc), pairs)
     i, j = i[i != j], j[i != j]
@@ -141,8 +136,7 @@ def fit_fsn(cohort: dict[str, np.ndarray], k: int, far: float, pairs: int = 400_
 
 def fsn_scores(d: dict[str, np.ndarray], fsn: score_norm.Fsn) -> np.ndarray:
     """The product's FSN score (facelm.score_norm) of every pair."""
-    v = np.c_[np.sqrt(calibration.W_SFACE) * d["S"], np.sqrt(calibration.W_DLIB) * d["D"]]
-    off = fsn.offsets[score_norm.cluster(fsn, v)]
+    off = fsn.offsets[score_norm.nearest(fused_vectors(d["S"], d["D"]), fsn.centroids)]
     return cosines(d) @ np.array([calibration.W_SFACE, calibration.W_DLIB]) - 0.5 * (off[d["a"]] + off[d["b"]])
 
 

@@ -29,7 +29,7 @@ def pairs(lfw_pairs, lfw_dir):
 
 
 def _hand_offset(f: score_norm.Fsn, emb: dict) -> float:
-    """Nearest centroid by Euclidean distance, written independently of score_norm.cluster."""
+    """Nearest centroid by Euclidean distance, written independently of score_norm.nearest."""
     v = np.r_[np.sqrt(cal.W_SFACE) * np.asarray(emb["sface"]), np.sqrt(cal.W_DLIB) * np.asarray(emb["dlib"])]
     return float(f.offsets[np.argmin(np.linalg.norm(f.centroids - v, axis=1))])
 

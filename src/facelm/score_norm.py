@@ -9,14 +9,13 @@ its own impostor threshold from the global one at the same FAR, and a pair's sco
 each face's cluster offset. Faces in a crowded region of the space (where impostors score high)
 are held to a higher bar. The threshold and Platt slope are refitted on LFW View 1 train pairs.
 It closes the mean gap (+0.28 -> -0.02 sd) at a small accuracy cost (10-fold: 18 errors of 3,200
-against 16), which is why it is opt-in. Refit (bit for bit, from the caches the script names):
+against 16), which is why it is opt-in. Refit (to float32 rounding, 3e-8, from the caches the script names):
 `python benchmarks/verify_fairness.py --write-fsn`.
 """
 from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,19 +65,15 @@ def load(path: Path = SHIPPED) -> Fsn:
                float(z["threshold"]), float(z["platt_a"]), card)
 
 
-def fused_vector(emb: Mapping[str, Sequence[float]]) -> np.ndarray:
-    """The face in the space where a dot product is the fused score."""
-    return np.concatenate([math.sqrt(cal.W_SFACE) * np.asarray(emb["sface"], np.float64),
-                           math.sqrt(cal.W_DLIB) * np.asarray(emb["dlib"], np.float64)])
-
-
-def cluster(f: Fsn, v: np.ndarray) -> np.ndarray:
-    """Nearest centroid of each row of v (squared Euclidean)."""
-    return np.argmax(np.atleast_2d(v) @ f.centroids.T - 0.5 * np.sum(f.centroids ** 2, 1), axis=1)
+def nearest(v: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (squared Euclidean) for each row of v."""
+    return np.argmax(np.atleast_2d(v) @ centroids.T - 0.5 * np.sum(centroids ** 2, 1), axis=1)
 
 
 def offset(f: Fsn, emb: Mapping[str, Sequence[float]]) -> float:
-    return float(f.offsets[cluster(f, fused_vector(emb))[0]])
+    """Half of this is taken off every score the face takes part in: its cluster's offset."""
+    from .gallery import fused_vectors   # the space where a dot product is the fused score
+    return float(f.offsets[nearest(fused_vectors(emb["sface"], emb["dlib"]), f.centroids)[0]])
 
 
 def operating_point() -> tuple[float, float, Fsn | None]:
