@@ -82,6 +82,11 @@ def test_shipped_file_matches_the_calibration_and_refuses_other_weights(tmp_path
     score_norm.save(tmp_path / "other.npz", other)
     with pytest.raises(FaceLMError, match="refit it"):
         score_norm.load(tmp_path / "other.npz")
+    cut = tmp_path / "cut.npz"    # a truncated file: one clear error naming it, not a zipfile trace
+    cut.write_bytes(score_norm.SHIPPED.read_bytes()[:4000])
+    with pytest.raises(FaceLMError, match="cannot be read") as err:
+        score_norm.load(cut)
+    assert str(cut) in str(err.value)
 
 
 def test_crowded_regions_get_the_higher_bar_children_over_adults(utk_dir):

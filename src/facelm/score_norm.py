@@ -55,14 +55,19 @@ def save(path: Path, f: Fsn) -> None:
 
 @functools.cache
 def load(path: Path = SHIPPED) -> Fsn:
-    z = np.load(path)
-    card = json.loads(str(z["card"]))
+    try:
+        z = np.load(path)
+        card = json.loads(str(z["card"]))
+        centroids, offsets = z["centroids"].astype(np.float64), z["offsets"].astype(np.float64)
+        threshold, platt_a = float(z["threshold"]), float(z["platt_a"])
+    except Exception as exc:  # noqa: BLE001 - missing, truncated or foreign file: one clear line
+        raise FaceLMError(f"the score normalisation file cannot be read ({type(exc).__name__}: {exc})",
+                          item=str(path), hint=f"reinstall facelm, or unset {ENV} to verify without it") from exc
     if card.get("weights") != [cal.W_SFACE, cal.W_DLIB]:  # fitted in another fused space
         raise FaceLMError(f"{path.name} was fitted for fusion weights {card.get('weights')}, not the "
                           f"calibrated {[cal.W_SFACE, cal.W_DLIB]}", item=str(path),
                           hint="refit it: python benchmarks/verify_fairness.py --write-fsn")
-    return Fsn(z["centroids"].astype(np.float64), z["offsets"].astype(np.float64),
-               float(z["threshold"]), float(z["platt_a"]), card)
+    return Fsn(centroids, offsets, threshold, platt_a, card)
 
 
 def nearest(v: np.ndarray, centroids: np.ndarray) -> np.ndarray:
